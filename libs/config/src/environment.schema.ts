@@ -1,0 +1,152 @@
+import { z } from 'zod';
+
+/**
+ * One zod schema per service. Every variable a service reads is declared here and
+ * nowhere else: deployment checks (docker/, k8s/) compare their environments with
+ * these shapes, so the three ways of running cannot drift apart.
+ */
+
+const port = z.coerce.number().int().min(1).max(65535);
+
+const hostPort = z
+  .string()
+  .regex(/^[A-Za-z0-9.\-_]+:\d{1,5}$/, 'expected host:port')
+  .transform((value) => {
+    const separator = value.lastIndexOf(':');
+    return { host: value.slice(0, separator), port: Number(value.slice(separator + 1)) };
+  });
+
+const hostPortList = z
+  .string()
+  .min(1)
+  .transform((value, ctx) => {
+    const parsed = value
+      .split(',')
+      .map((item) => item.trim())
+      .filter(Boolean)
+      .map((item) => hostPort.safeParse(item));
+    const bad = parsed.findIndex((result) => !result.success);
+    if (bad >= 0 || parsed.length === 0) {
+      ctx.addIssue({ code: 'custom', message: 'expected a comma-separated list of host:port' });
+      return z.NEVER;
+    }
+    return parsed.map((result) => result.data!);
+  });
+
+const nodeAddress = z.object({
+  name: z.string().regex(/^[a-z0-9_]{1,63}$/, 'node names are lower-case letters, digits and _'),
+  host: z.string().min(1),
+  port,
+});
+
+export const shardNodesSchema = z
+  .array(z.object({ id: z.number().int().min(0), nodes: z.array(nodeAddress).min(1) }))
+  .min(1)
+  .superRefine((shards, ctx) => {
+    shards.forEach((shard, index) => {
+      if (shard.id !== index) {
+        ctx.addIssue({ code: 'custom', message: `shard ids must be 0..N-1 in order; found ${shard.id} at ${index}` });
+      }
+    });
+    const names = shards.flatMap((shard) => shard.nodes.map((node) => node.name));
+    if (new Set(names).size !== names.length) {
+      ctx.addIssue({ code: 'custom', message: 'node names must be unique' });
+    }
+  });
+
+export type ShardNodes = z.infer<typeof shardNodesSchema>;
+
+const shardNodesJson = z.string().transform((value, ctx) => {
+  let json: unknown;
+  try {
+    json = JSON.parse(value);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'must be JSON: [{"id":0,"nodes":[{"name","host","port"}]}]' });
+    return z.NEVER;
+  }
+  const result = shardNodesSchema.safeParse(json);
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      ctx.addIssue({ code: 'custom', message: `${issue.path.join('.') || '(root)'}: ${issue.message}` });
+    }
+    return z.NEVER;
+  }
+  return result.data;
+});
+
+const common = {
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  HTTP_HOST: z.string().min(1).default('127.0.0.1'),
+  REPLICATION_MODE: z.enum(['quorum', 'async']).default('quorum'),
+  KAFKA_BROKERS: hostPortList,
+};
+
+const database = {
+  SHARD_NODES: shardNodesJson,
+  PG_USER: z.string().min(1).default('postgres'),
+  PG_PASSWORD: z.string().min(1),
+  PG_DATABASE: z.string().min(1).default('shortener'),
+};
+
+const redisUrl = z
+  .string()
+  .regex(/^rediss?:\/\/[^\s]+$/, 'expected redis://host:port');
+
+const rpc = {
+  RPC_HOST: z.string().min(1).default('127.0.0.1'),
+  RPC_PORT: port,
+};
+
+export const gatewayEnvironmentSchema = z.object({
+  ...common,
+  PORT: port.default(3000),
+  PUBLIC_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters'),
+  SHARD_NODES: shardNodesJson,
+  REDIS_URL: redisUrl,
+  WRITER_ADDR: hostPort,
+  READER_ADDRS: hostPortList,
+});
+
+export const writerEnvironmentSchema = z.object({
+  ...common,
+  ...database,
+  ...rpc,
+  HTTP_PORT: port,
+  REDIS_URL: redisUrl,
+});
+
+export const readerEnvironmentSchema = z.object({
+  ...common,
+  ...database,
+  ...rpc,
+  HTTP_PORT: port,
+  REDIS_URL: redisUrl,
+});
+
+export const monitorEnvironmentSchema = z.object({
+  ...common,
+  ...database,
+  HTTP_PORT: port,
+  MONITOR_ID: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/),
+  NODE_CONTROL: z.enum(['local', 'kubernetes']).default('local'),
+  STACK_DIR: z.string().min(1).optional(),
+});
+
+export type GatewayEnvironment = z.output<typeof gatewayEnvironmentSchema>;
+export type WriterEnvironment = z.output<typeof writerEnvironmentSchema>;
+export type ReaderEnvironment = z.output<typeof readerEnvironmentSchema>;
+export type MonitorEnvironment = z.output<typeof monitorEnvironmentSchema>;
+
+/** What deployment manifests must agree with: variables, and the HTTP health port's variable. */
+export const serviceEnvironments = {
+  gateway: { schema: gatewayEnvironmentSchema, httpPortVariable: 'PORT' },
+  writer: { schema: writerEnvironmentSchema, httpPortVariable: 'HTTP_PORT' },
+  reader: { schema: readerEnvironmentSchema, httpPortVariable: 'HTTP_PORT' },
+  'failover-monitor': { schema: monitorEnvironmentSchema, httpPortVariable: 'HTTP_PORT' },
+} as const;
+
+export type ServiceName = keyof typeof serviceEnvironments;
+
+/** Health endpoints every service serves on its HTTP port. */
+export const healthPaths = { live: '/health/live', ready: '/health/ready', metrics: '/metrics' } as const;

@@ -1,0 +1,80 @@
+import {
+  gatewayEnvironmentSchema,
+  InvalidEnvironmentError,
+  validateEnvironment,
+  writerEnvironmentSchema,
+} from './index';
+
+const shardNodes = JSON.stringify([
+  { id: 0, nodes: [{ name: 's0n0', host: '127.0.0.1', port: 16400 }] },
+  { id: 1, nodes: [{ name: 's1n0', host: '127.0.0.1', port: 16408 }] },
+]);
+
+const writerEnv = {
+  SHARD_NODES: shardNodes,
+  PG_PASSWORD: 'secret',
+  KAFKA_BROKERS: '127.0.0.1:19092',
+  REDIS_URL: 'redis://127.0.0.1:16379',
+  RPC_PORT: '4100',
+  HTTP_PORT: '4101',
+};
+
+describe('validateEnvironment', () => {
+  it('parses a complete writer environment with defaults', () => {
+    const config = validateEnvironment(writerEnvironmentSchema, writerEnv);
+    expect(config.RPC_PORT).toBe(4100);
+    expect(config.REPLICATION_MODE).toBe('quorum');
+    expect(config.KAFKA_BROKERS).toEqual([{ host: '127.0.0.1', port: 19092 }]);
+    expect(config.SHARD_NODES[1].nodes[0].name).toBe('s1n0');
+  });
+
+  it('names the missing variable', () => {
+    const { PG_PASSWORD: _omitted, ...rest } = writerEnv;
+    expect(() => validateEnvironment(writerEnvironmentSchema, rest)).toThrow(/PG_PASSWORD/);
+  });
+
+  it('names a malformed variable and never echoes its value', () => {
+    try {
+      validateEnvironment(writerEnvironmentSchema, { ...writerEnv, HTTP_PORT: 'http-port-99999' });
+      throw new Error('expected a failure');
+    } catch (error) {
+      expect(error).toBeInstanceOf(InvalidEnvironmentError);
+      expect((error as Error).message).toMatch(/HTTP_PORT/);
+      expect((error as Error).message).not.toMatch(/http-port-99999/);
+    }
+  });
+
+  it('rejects shard ids out of order and duplicate node names', () => {
+    const bad = JSON.stringify([
+      { id: 1, nodes: [{ name: 'a', host: 'h', port: 1 }] },
+      { id: 0, nodes: [{ name: 'a', host: 'h', port: 2 }] },
+    ]);
+    expect(() => validateEnvironment(writerEnvironmentSchema, { ...writerEnv, SHARD_NODES: bad })).toThrow(
+      /SHARD_NODES.*shard ids must be 0..N-1.*node names must be unique/,
+    );
+  });
+
+  it('rejects a non-JSON SHARD_NODES and an unknown replication mode', () => {
+    expect(() =>
+      validateEnvironment(writerEnvironmentSchema, { ...writerEnv, SHARD_NODES: 'shard0=...' }),
+    ).toThrow(/SHARD_NODES: must be JSON/);
+    expect(() =>
+      validateEnvironment(writerEnvironmentSchema, { ...writerEnv, REPLICATION_MODE: 'sync' }),
+    ).toThrow(/REPLICATION_MODE/);
+  });
+
+  it('requires a long admin token and a list of readers at the gateway', () => {
+    const gateway = {
+      SHARD_NODES: shardNodes,
+      KAFKA_BROKERS: '127.0.0.1:19092',
+      REDIS_URL: 'redis://127.0.0.1:16379',
+      WRITER_ADDR: '127.0.0.1:4100',
+      READER_ADDRS: '127.0.0.1:4200, 127.0.0.1:4202',
+      ADMIN_TOKEN: 'short',
+    };
+    expect(() => validateEnvironment(gatewayEnvironmentSchema, gateway)).toThrow(/ADMIN_TOKEN/);
+    const config = validateEnvironment(gatewayEnvironmentSchema, { ...gateway, ADMIN_TOKEN: 'x'.repeat(32) });
+    expect(config.READER_ADDRS).toHaveLength(2);
+    expect(config.PORT).toBe(3000);
+  });
+});

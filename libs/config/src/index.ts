@@ -1,0 +1,2 @@
+export * from './environment.schema';
+export * from './validate-environment';
