@@ -1,0 +1,3 @@
+export * from './cache-entry';
+export * from './link-rules';
+export * from './short-code';
