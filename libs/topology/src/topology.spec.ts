@@ -1,0 +1,65 @@
+import {
+  initialTopology,
+  isNewer,
+  parseTopology,
+  ringOf,
+  synchronousStandbyNames,
+  withPromotedReplica,
+} from './topology';
+
+const shards = [0, 1].map((id) => ({
+  id,
+  nodes: [0, 1, 2].map((index) => ({ name: `s${id}n${index}`, host: '127.0.0.1', port: 16400 + id * 8 + index })),
+}));
+
+describe('topology', () => {
+  it('starts at epoch 1 with n0 primaries and the s % N ring', () => {
+    const topology = initialTopology(shards, 'quorum');
+    expect(topology.epoch).toBe(1);
+    expect(topology.shards[1]).toEqual({ id: 1, primary: 's1n0', replicas: ['s1n1', 's1n2'] });
+    expect(topology.ring.slots.slice(0, 4)).toEqual([0, 1, 0, 1]);
+    expect(ringOf(topology).shardCount).toBe(2);
+  });
+
+  it('can start from primaries found by probing', () => {
+    const topology = initialTopology(shards, 'async', new Map([[0, 's0n2']]));
+    expect(topology.shards[0]).toEqual({ id: 0, primary: 's0n2', replicas: ['s0n0', 's0n1'] });
+  });
+
+  it('promotes a replica under a new epoch and records the failover', () => {
+    const before = initialTopology(shards, 'quorum');
+    const after = withPromotedReplica(before, 0, 's0n2', { at: 'now', reason: 'primary down', durationMs: 4000 });
+    expect(after.epoch).toBe(2);
+    expect(after.shards[0]).toEqual({ id: 0, primary: 's0n2', replicas: ['s0n1', 's0n0'] });
+    expect(after.shards[1]).toBe(before.shards[1]);
+    expect(after.failovers).toEqual([
+      { shard: 0, from: 's0n0', to: 's0n2', at: 'now', reason: 'primary down', durationMs: 4000 },
+    ]);
+    expect(isNewer(after, before)).toBe(true);
+    expect(isNewer(before, after)).toBe(false);
+    expect(isNewer(before, null)).toBe(true);
+  });
+
+  it('refuses to promote a node that is not a replica of the shard', () => {
+    const topology = initialTopology(shards, 'quorum');
+    expect(() => withPromotedReplica(topology, 0, 's1n1', { at: '', reason: '', durationMs: 0 })).toThrow(
+      /not a replica/,
+    );
+    expect(() => withPromotedReplica(topology, 0, 's0n0', { at: '', reason: '', durationMs: 0 })).toThrow();
+  });
+
+  it('gives quorum primaries ANY 1 of their replicas', () => {
+    expect(synchronousStandbyNames('quorum', ['s0n1', 's0n2'])).toBe('ANY 1 (s0n1, s0n2)');
+    expect(synchronousStandbyNames('async', ['s0n1'])).toBe('');
+  });
+
+  it('parses only sound documents', () => {
+    const topology = initialTopology(shards, 'quorum');
+    expect(parseTopology(JSON.parse(JSON.stringify(topology)))).toEqual(topology);
+    expect(() => parseTopology({ ...topology, epoch: 0 })).toThrow();
+    expect(() => parseTopology({ ...topology, ring: { algorithm: 'crc32-slots', slots: [0] } })).toThrow();
+    expect(() =>
+      parseTopology({ ...topology, shards: [{ id: 0, primary: 'ghost', replicas: [] }] }),
+    ).toThrow(/unknown node ghost/);
+  });
+});
