@@ -1,0 +1,131 @@
+import type { Pool, PoolClient } from 'pg';
+
+type Queryable = Pool | PoolClient;
+
+export interface LinkRow {
+  code: string;
+  url: string;
+  redirectType: 301 | 302 | 307 | 308;
+  createdAt: Date;
+  updatedAt: Date;
+  expiresAt: Date | null;
+  deletedAt: Date | null;
+  clicks: number;
+  /** updated_at in ms, the version the cache orders states by. */
+  version: number;
+}
+
+export interface NewLink {
+  code: string;
+  url: string;
+  redirectType: 301 | 302 | 307 | 308;
+  expiresAt: Date | null;
+  manageTokenHash: Buffer;
+}
+
+export interface LinkChange {
+  url?: string;
+  expiresAt?: Date | null;
+  redirectType?: 301 | 302 | 307 | 308;
+}
+
+const COLUMNS = `code, url, redirect_type, created_at, updated_at, expires_at, deleted_at, clicks,
+  floor(extract(epoch FROM updated_at) * 1000)::float8 AS version`;
+
+interface RawLink {
+  code: string;
+  url: string;
+  redirect_type: number;
+  created_at: Date;
+  updated_at: Date;
+  expires_at: Date | null;
+  deleted_at: Date | null;
+  clicks: string;
+  version: number;
+}
+
+function toLink(row: RawLink): LinkRow {
+  return {
+    code: row.code,
+    url: row.url,
+    redirectType: row.redirect_type as LinkRow['redirectType'],
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    expiresAt: row.expires_at,
+    deletedAt: row.deleted_at,
+    clicks: Number(row.clicks),
+    version: row.version,
+  };
+}
+
+// updated_at only moves forward, by at least 1 ms, so every change has a larger version.
+const NEXT_VERSION = `greatest(now(), updated_at + interval '1 millisecond')`;
+
+/** Every method names the node it runs on through its first argument. */
+export const LinkRepository = {
+  /** Inserts the link unless the code exists (also as a tombstone); null on conflict. */
+  async insert(client: Queryable, link: NewLink): Promise<LinkRow | null> {
+    const { rows } = await client.query<RawLink>({
+      name: 'links-insert',
+      text: `/* writer:links.insert */ INSERT INTO urls (code, url, redirect_type, expires_at, manage_token_hash)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (code) DO NOTHING RETURNING ${COLUMNS}`,
+      values: [link.code, link.url, link.redirectType, link.expiresAt, link.manageTokenHash],
+    });
+    return rows.length ? toLink(rows[0]) : null;
+  },
+
+  async findByCode(node: Queryable, code: string): Promise<LinkRow | null> {
+    const { rows } = await node.query<RawLink>({
+      name: 'links-find',
+      text: `/* links.find */ SELECT ${COLUMNS} FROM urls WHERE code = $1`,
+      values: [code],
+    });
+    return rows.length ? toLink(rows[0]) : null;
+  },
+
+  /** Locks the row for a change and returns what the credential check needs. */
+  async lockForChange(
+    client: PoolClient,
+    code: string,
+  ): Promise<{ manageTokenHash: Buffer; deleted: boolean } | null> {
+    const { rows } = await client.query<{ manage_token_hash: Buffer; deleted: boolean }>({
+      name: 'links-lock',
+      text: `/* writer:links.lock */ SELECT manage_token_hash, deleted_at IS NOT NULL AS deleted
+             FROM urls WHERE code = $1 FOR UPDATE`,
+      values: [code],
+    });
+    return rows.length ? { manageTokenHash: rows[0].manage_token_hash, deleted: rows[0].deleted } : null;
+  },
+
+  async update(client: PoolClient, code: string, change: LinkChange): Promise<LinkRow> {
+    const { rows } = await client.query<RawLink>({
+      name: 'links-update',
+      text: `/* writer:links.update */ UPDATE urls SET
+               url = CASE WHEN $2::boolean THEN $3 ELSE url END,
+               expires_at = CASE WHEN $4::boolean THEN $5::timestamptz ELSE expires_at END,
+               redirect_type = coalesce($6, redirect_type),
+               updated_at = ${NEXT_VERSION}
+             WHERE code = $1 RETURNING ${COLUMNS}`,
+      values: [
+        code,
+        change.url !== undefined,
+        change.url ?? null,
+        change.expiresAt !== undefined,
+        change.expiresAt ?? null,
+        change.redirectType ?? null,
+      ],
+    });
+    return toLink(rows[0]);
+  },
+
+  /** Keeps the row as a tombstone so that the code is never handed out again. */
+  async markDeleted(client: PoolClient, code: string): Promise<LinkRow> {
+    const { rows } = await client.query<RawLink>({
+      name: 'links-delete',
+      text: `/* writer:links.delete */ UPDATE urls SET deleted_at = now(), updated_at = ${NEXT_VERSION}
+             WHERE code = $1 RETURNING ${COLUMNS}`,
+      values: [code],
+    });
+    return toLink(rows[0]);
+  },
+};

@@ -1,0 +1,52 @@
+import type { PoolClient } from 'pg';
+
+export interface OutboxRecord {
+  id: string;
+  topic: string;
+  key: string;
+  payload: string;
+}
+
+// One relay per shard at a time keeps each code's events in commit order.
+const RELAY_LOCK = 7_311_002;
+
+export const OutboxRepository = {
+  async enqueue(client: PoolClient, topic: string, key: string, payload: string): Promise<void> {
+    await client.query({
+      name: 'outbox-enqueue',
+      text: '/* writer:outbox.enqueue */ INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)',
+      values: [topic, key, payload],
+    });
+  },
+
+  /** Inside a transaction: false when another relay holds this shard's outbox. */
+  async tryLockRelay(client: PoolClient): Promise<boolean> {
+    const { rows } = await client.query<{ locked: boolean }>(
+      'SELECT pg_try_advisory_xact_lock($1) AS locked',
+      [RELAY_LOCK],
+    );
+    return rows[0].locked;
+  },
+
+  async oldest(client: PoolClient, limit: number): Promise<OutboxRecord[]> {
+    const { rows } = await client.query<OutboxRecord>({
+      name: 'outbox-oldest',
+      text: '/* writer:outbox.oldest */ SELECT id::text, topic, key, payload FROM outbox ORDER BY id LIMIT $1',
+      values: [limit],
+    });
+    return rows;
+  },
+
+  async remove(client: PoolClient, ids: string[]): Promise<void> {
+    await client.query({
+      name: 'outbox-remove',
+      text: '/* writer:outbox.remove */ DELETE FROM outbox WHERE id = ANY($1::bigint[])',
+      values: [ids],
+    });
+  },
+
+  async backlog(client: PoolClient): Promise<number> {
+    const { rows } = await client.query<{ count: string }>('SELECT count(*) AS count FROM outbox');
+    return Number(rows[0].count);
+  },
+};

@@ -1,0 +1,84 @@
+import type { Pool } from 'pg';
+import { ringOf, type Topology } from '@shortener/topology';
+import type { ShardRing } from '@shortener/shard-router';
+import { NodePools } from './node-pools';
+
+/**
+ * Pools by shard and role, switched by the topology's epoch. A primary that loses its
+ * role has its connections dropped at once, so nothing keeps writing to it.
+ */
+export class ShardPools {
+  private current: Topology;
+  private ring: ShardRing;
+  private readonly excluded = new Set<string>();
+
+  constructor(
+    readonly nodes: NodePools,
+    topology: Topology,
+  ) {
+    this.current = topology;
+    this.ring = ringOf(topology);
+  }
+
+  get topology(): Topology {
+    return this.current;
+  }
+
+  get epoch(): number {
+    return this.current.epoch;
+  }
+
+  shardOf(code: string): number {
+    return this.ring.shardOf(code);
+  }
+
+  /** Applies a newer topology; returns the nodes that stopped being primaries. */
+  apply(next: Topology): string[] {
+    if (next.epoch <= this.current.epoch) return [];
+    const demoted = this.current.shards
+      .filter((shard) => next.shards.find((candidate) => candidate.id === shard.id)?.primary !== shard.primary)
+      .map((shard) => shard.primary);
+    this.current = next;
+    this.ring = ringOf(next);
+    for (const name of demoted) void this.nodes.reset(name);
+    return demoted;
+  }
+
+  primaryName(shard: number): string {
+    const members = this.current.shards[shard];
+    if (!members) throw new RangeError(`no shard ${shard}`);
+    return members.primary;
+  }
+
+  primary(shard: number): Pool {
+    return this.nodes.pool(this.primaryName(shard));
+  }
+
+  /** Leaves a node out of the read pool (failed health checks or too much lag) or takes it back. */
+  setReadable(name: string, readable: boolean): void {
+    if (readable) this.excluded.delete(name);
+    else this.excluded.add(name);
+  }
+
+  isReadable(name: string): boolean {
+    return !this.excluded.has(name);
+  }
+
+  /** Healthy replicas of the shard, in a random order: the order to try them in. */
+  readCandidates(shard: number): string[] {
+    const replicas = this.current.shards[shard].replicas.filter((name) => !this.excluded.has(name));
+    for (let i = replicas.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [replicas[i], replicas[j]] = [replicas[j], replicas[i]];
+    }
+    return replicas;
+  }
+
+  pool(name: string): Pool {
+    return this.nodes.pool(name);
+  }
+
+  async close(): Promise<void> {
+    await this.nodes.close();
+  }
+}
