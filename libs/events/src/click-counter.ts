@@ -1,0 +1,92 @@
+import type { Consumer, Kafka } from 'kafkajs';
+import { clickEventSchema, Topics } from '@shortener/contracts';
+import { ClickRepository, inTransaction, type ShardPools } from '@shortener/db';
+
+/**
+ * Applies url.clicks to the owning primaries. Per shard and partition the highest
+ * applied offset is stored in the same transaction as the counts, so a batch that
+ * Kafka redelivers (after a crash or a rebalance) is skipped: counts are exact.
+ */
+export class ClickCounter {
+  private consumer: Consumer | null = null;
+  applied = 0;
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly pools: ShardPools,
+    private readonly onError: (error: Error) => void = () => undefined,
+  ) {}
+
+  async start(): Promise<void> {
+    const consumer = this.kafka.consumer({
+      groupId: 'click-counter',
+      sessionTimeout: 10_000,
+      heartbeatInterval: 1000,
+      maxWaitTimeInMs: 250,
+      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 3000 },
+    });
+    this.consumer = consumer;
+    await consumer.connect();
+    await consumer.subscribe({ topic: Topics.urlClicks, fromBeginning: true });
+    await consumer.run({
+      autoCommit: true,
+      eachBatchAutoResolve: false,
+      eachBatch: async ({ batch, resolveOffset, heartbeat }) => {
+        const perShard = new Map<number, { codes: Map<string, number>; lastOffset: bigint; firstOffset: bigint }>();
+        for (const message of batch.messages) {
+          const offset = BigInt(message.offset);
+          const parsed = clickEventSchema.safeParse(safeJson(message.value?.toString()));
+          if (!parsed.success) continue;
+          const shard = this.pools.shardOf(parsed.data.code);
+          const entry = perShard.get(shard) ?? { codes: new Map(), lastOffset: offset, firstOffset: offset };
+          entry.codes.set(parsed.data.code, (entry.codes.get(parsed.data.code) ?? 0) + parsed.data.count);
+          entry.lastOffset = offset;
+          perShard.set(shard, entry);
+        }
+        for (const [shard, entry] of perShard) {
+          await inTransaction(this.pools.primary(shard), async (client) => {
+            const applied = await ClickRepository.lastAppliedOffset(client, batch.partition);
+            if (applied >= entry.lastOffset) return;
+            if (applied >= entry.firstOffset) {
+              // Part of this batch was applied before: count only what came after it.
+              entry.codes = this.recount(batch.messages, shard, applied);
+            }
+            await ClickRepository.apply(client, batch.partition, entry.lastOffset, [...entry.codes.keys()], [
+              ...entry.codes.values(),
+            ]);
+            this.applied += [...entry.codes.values()].reduce((a, b) => a + b, 0);
+          });
+          await heartbeat();
+        }
+        const last = batch.messages.at(-1);
+        if (last) resolveOffset(last.offset);
+      },
+    });
+    consumer.on(consumer.events.CRASH, (event) => this.onError(event.payload.error));
+  }
+
+  async stop(): Promise<void> {
+    await this.consumer?.disconnect().catch(() => undefined);
+    this.consumer = null;
+  }
+
+  private recount(messages: { offset: string; value: Buffer | null }[], shard: number, after: bigint) {
+    const codes = new Map<string, number>();
+    for (const message of messages) {
+      if (BigInt(message.offset) <= after) continue;
+      const parsed = clickEventSchema.safeParse(safeJson(message.value?.toString()));
+      if (!parsed.success || this.pools.shardOf(parsed.data.code) !== shard) continue;
+      codes.set(parsed.data.code, (codes.get(parsed.data.code) ?? 0) + parsed.data.count);
+    }
+    return codes;
+  }
+}
+
+function safeJson(text: string | undefined): unknown {
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
