@@ -1,0 +1,42 @@
+import { DynamicModule, Global, Module, RequestMethod } from '@nestjs/common';
+import { TerminusModule } from '@nestjs/terminus';
+import { LoggerModule } from 'nestjs-pino';
+import { HealthController } from './health.controller';
+import { collectProcessMetrics, MetricsController } from './metrics';
+import { ReadinessRegistry } from './readiness.registry';
+
+export interface ObservabilityOptions {
+  service: string;
+  logLevel: string;
+  /** Path patterns whose requests get an access log line; the redirect path has none. */
+  accessLogRoutes?: string[];
+}
+
+/** JSON logs (one line per event, secrets redacted), /metrics, /health/live and /health/ready. */
+@Global()
+@Module({})
+export class ObservabilityModule {
+  static forService(options: ObservabilityOptions): DynamicModule {
+    collectProcessMetrics(options.service);
+    return {
+      module: ObservabilityModule,
+      imports: [
+        TerminusModule.forRoot({ logger: false }),
+        LoggerModule.forRoot({
+          pinoHttp: {
+            level: options.logLevel,
+            base: { service: options.service, pid: process.pid },
+            timestamp: () => `,"time":"${new Date().toISOString()}"`,
+            redact: ['req.headers.authorization', 'req.headers.cookie', '*.password', '*.manageToken'],
+            quietReqLogger: true,
+            autoLogging: (options.accessLogRoutes?.length ?? 0) > 0,
+          },
+          forRoutes: (options.accessLogRoutes ?? []).map((path) => ({ path, method: RequestMethod.ALL })),
+        }),
+      ],
+      controllers: [HealthController, MetricsController],
+      providers: [ReadinessRegistry],
+      exports: [ReadinessRegistry],
+    };
+  }
+}
