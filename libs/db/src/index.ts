@@ -5,3 +5,4 @@ export * from './migrator';
 export * from './node-pools';
 export * from './outbox.repository';
 export * from './shard-pools';
+export * from './node-probe';

@@ -59,3 +59,12 @@ describe('error classification', () => {
     expect(isReadOnlyError({ code: '25006' })).toBe(true);
   });
 });
+
+describe('parseLsn', () => {
+  it('turns an LSN into a byte position', () => {
+    const { parseLsn } = jest.requireActual('./node-probe');
+    expect(parseLsn('0/0')).toBe(0n);
+    expect(parseLsn('16/B374D848')).toBe((0x16n << 32n) + 0xb374d848n);
+    expect(parseLsn(null)).toBeNull();
+  });
+});

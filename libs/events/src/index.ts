@@ -1,4 +1,5 @@
 export * from './cache-warmer';
+export * from './cluster-view';
 export * from './click-batcher';
 export * from './click-counter';
 export * from './event-producer';
