@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Entrypoint of one PostgreSQL 15 node of a shard (official postgres:15 image), shared
+# by docker/compose.yaml and the k8s StatefulSets (k8s/base/postgres/ holds a copy that
+# the deploy checks keep identical).
+#
+# The node learns who it is from its host name:
+#   compose     s<shard>n<index>   (hostname: s0n1)   peers s<shard>n0..n<N-1>
+#   Kubernetes  pg-s<shard>-<ordinal>                 peers pg-s<shard>-<i>.pg-s<shard>
+# Its PostgreSQL name (application_name, replication slot, synchronous_standby_names)
+# is always s<shard>n<index>, the node names of SHARD_NODES in docs/runtime.md.
+#
+# Start-up:
+#   empty data dir, a peer is a primary   -> pg_basebackup -R -C -S <name> from it (replica)
+#   empty data dir, no primary, index 0   -> initdb through the image's entrypoint; the
+#                                            scripts in /docker-entrypoint-initdb.d set up
+#                                            replication (first primary of the shard)
+#   empty data dir, no primary, index > 0 -> wait for the primary
+#   data dir without standby.signal while another peer is the primary (this node was the
+#   primary and was failed over)          -> pg_rewind from the new primary, rejoin as replica
+#   otherwise                             -> start as it was
+# Environment: POSTGRES_PASSWORD (superuser `postgres`, also the replication password),
+# PG_NODES_PER_SHARD (3), REPLICATION_MODE (quorum|async), PG_SERVICE_SUFFIX (Kubernetes:
+# appended to the peers' host names, e.g. ".shortener.svc.cluster.local").
+set -Eeuo pipefail
+
+export PGDATA="${PGDATA:-/var/lib/postgresql/data}"
+nodes_per_shard="${PG_NODES_PER_SHARD:-3}"
+host_name="${PG_HOSTNAME:-$(hostname)}"
+
+log() { echo "node-entrypoint[$host_name]: $*" >&2; }
+
+if [[ "$host_name" =~ ^s([0-9]+)n([0-9]+)$ ]]; then
+  shard="${BASH_REMATCH[1]}"; index="${BASH_REMATCH[2]}"
+  peer_host() { echo "s${shard}n$1"; }
+elif [[ "$host_name" =~ ^pg-s([0-9]+)-([0-9]+)$ ]]; then
+  shard="${BASH_REMATCH[1]}"; index="${BASH_REMATCH[2]}"
+  peer_host() { echo "pg-s${shard}-$1.pg-s${shard}${PG_SERVICE_SUFFIX:-}"; }
+else
+  log "cannot tell shard and index from host name '$host_name' (expected s<shard>n<index> or pg-s<shard>-<ordinal>)"
+  exit 64
+fi
+node_name="s${shard}n${index}"
+export PG_NODE_NAME="$node_name"
+standby_names=""
+for ((i = 0; i < nodes_per_shard; i++)); do standby_names+="${standby_names:+, }s${shard}n${i}"; done
+export PG_STANDBY_NAMES="$standby_names"
+
+# The image's entrypoint starts as root and drops to `postgres`; so does this script.
+if [ "$(id -u)" = "0" ]; then
+  mkdir -p "$PGDATA"
+  chown -R postgres:postgres "$PGDATA"
+  chmod 700 "$PGDATA"
+  exec gosu postgres "$BASH_SOURCE" "$@"
+fi
+
+export PGPASSWORD="${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is required}"
+export PGCONNECT_TIMEOUT=3
+
+# Prints the host of the peer that is a primary right now (not in recovery), if any.
+find_primary() {
+  local i host
+  for ((i = 0; i < nodes_per_shard; i++)); do
+    [ "$i" = "$index" ] && continue
+    host="$(peer_host "$i")"
+    if [ "$(psql -h "$host" -U postgres -d postgres -XtAc 'SELECT pg_is_in_recovery()' 2>/dev/null)" = "f" ]; then
+      echo "$host"
+      return 0
+    fi
+  done
+  return 1
+}
+
+conninfo() { echo "host=$1 port=5432 user=postgres password=$POSTGRES_PASSWORD application_name=$node_name"; }
+
+ensure_slot() {
+  psql -h "$1" -U postgres -d postgres -XtAc \
+    "SELECT pg_create_physical_replication_slot('$node_name', true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '$node_name')" >/dev/null
+}
+
+follow() {
+  # pg_basebackup/pg_rewind -R wrote standby.signal and primary_conninfo; name the node
+  # and its slot explicitly (later lines of postgresql.auto.conf win).
+  {
+    echo "primary_conninfo = '$(conninfo "$1")'"
+    echo "primary_slot_name = '$node_name'"
+    echo "cluster_name = '$node_name'"
+  } >>"$PGDATA/postgresql.auto.conf"
+  touch "$PGDATA/standby.signal"
+}
+
+basebackup_from() {
+  log "cloning from primary $1 (pg_basebackup -R -C -S $node_name)"
+  rm -rf "${PGDATA:?}"/* "${PGDATA:?}"/.[!.]* 2>/dev/null || true
+  psql -h "$1" -U postgres -d postgres -XtAc "SELECT pg_drop_replication_slot('$node_name') FROM pg_replication_slots WHERE slot_name = '$node_name' AND NOT active" >/dev/null || true
+  pg_basebackup -D "$PGDATA" -X stream -R -C -S "$node_name" -c fast \
+    -d "$(conninfo "$1")"
+  follow "$1"
+}
+
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  while true; do
+    if primary="$(find_primary)"; then
+      basebackup_from "$primary"
+      break
+    elif [ "$index" = "0" ]; then
+      log "no primary among the peers: initialising the shard's first primary"
+      break
+    fi
+    log "waiting for the primary of shard $shard"
+    sleep 2
+  done
+elif [ ! -e "$PGDATA/standby.signal" ] && primary="$(find_primary)"; then
+  log "this node was a primary and $primary is the primary now: rejoining as its replica"
+  # pg_rewind needs a cleanly shut down target: finish crash recovery in single-user mode.
+  postgres --single -D "$PGDATA" -c archive_mode=off postgres </dev/null >/dev/null 2>&1 || true
+  if pg_rewind -D "$PGDATA" -R --source-server="$(conninfo "$primary") dbname=postgres" --progress; then
+    ensure_slot "$primary"
+    follow "$primary"
+  else
+    log "pg_rewind failed: taking a fresh base backup instead"
+    basebackup_from "$primary"
+  fi
+elif [ -e "$PGDATA/standby.signal" ] && primary="$(find_primary)"; then
+  ensure_slot "$primary" || true
+fi
+
+exec docker-entrypoint.sh "$@"
