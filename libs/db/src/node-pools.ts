@@ -14,6 +14,12 @@ export interface PoolSizing {
   connectTimeoutMs: number;
   /** Server-side and client-side limit for one statement. */
   statementTimeoutMs: number;
+  /**
+   * Also enforce the limit on the server. Off for writers in quorum mode: a server-side
+   * cancel of a COMMIT that waits for its synchronous replica only warns, and the
+   * transaction stays committed on the primary alone.
+   */
+  serverSideTimeout?: boolean;
   applicationName: string;
 }
 
@@ -48,7 +54,7 @@ export class NodePools {
       max: this.sizing.max,
       idleTimeoutMillis: 60_000,
       connectionTimeoutMillis: this.sizing.connectTimeoutMs,
-      statement_timeout: this.sizing.statementTimeoutMs,
+      statement_timeout: this.sizing.serverSideTimeout === false ? undefined : this.sizing.statementTimeoutMs,
       query_timeout: this.sizing.statementTimeoutMs + 500,
       application_name: this.sizing.applicationName,
       keepAlive: true,

@@ -1,3 +1,4 @@
 export * from './metrics';
 export * from './observability.module';
 export * from './readiness.registry';
+export * from './start-service';

@@ -1,0 +1,109 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { LinkCache } from '@shortener/cache';
+import { DomainError, type LinkDetails, type Resolution } from '@shortener/contracts';
+import { LinkRepository, type LinkRow } from '@shortener/db';
+import type { ClusterView } from '@shortener/events';
+import type { CacheEntry } from '@shortener/links';
+import { counter } from '@shortener/observability';
+import { CLUSTER_VIEW, LINK_CACHE } from './reader.constants';
+
+const reads = counter('shortener_reads_total', 'Link reads by the node role that answered', ['role', 'outcome']);
+
+type Lookup = { row: LinkRow | null; authoritative: boolean };
+
+export function entryFor(row: LinkRow | null): CacheEntry {
+  if (!row) return { kind: 'unknown' };
+  if (row.deletedAt) return { kind: 'gone', version: row.version };
+  return {
+    kind: 'link',
+    version: row.version,
+    redirectType: row.redirectType,
+    expiresAt: row.expiresAt?.getTime() ?? null,
+    url: row.url,
+  };
+}
+
+export function resolutionOf(row: LinkRow | null, now = Date.now()): Resolution {
+  if (!row) return { status: 'unknown' };
+  if (row.deletedAt || (row.expiresAt && row.expiresAt.getTime() <= now)) return { status: 'gone' };
+  return { status: 'found', url: row.url, redirectType: row.redirectType, expiresAt: row.expiresAt?.getTime() ?? null };
+}
+
+/**
+ * Reads from a healthy replica of the owning shard. A replica that does not have the
+ * code may simply not have received it yet, so the primary is asked before the answer
+ * is "unknown"; when every replica fails, the primary answers alone.
+ */
+@Injectable()
+export class LinkReader {
+  constructor(
+    @Inject(CLUSTER_VIEW) private readonly cluster: ClusterView,
+    @Inject(LINK_CACHE) private readonly cache: LinkCache,
+  ) {}
+
+  async resolve(code: string): Promise<Resolution> {
+    const { row, authoritative } = await this.lookup(code);
+    if (authoritative) {
+      // Fill the cache off the answer's path; versions keep a stale fill from winning.
+      void this.cache.put(code, entryFor(row)).catch(() => undefined);
+    }
+    return resolutionOf(row);
+  }
+
+  async details(code: string): Promise<LinkDetails> {
+    const { row } = await this.lookup(code);
+    if (!row) throw new DomainError('not-found', `no link with code "${code}"`);
+    if (row.deletedAt) throw new DomainError('gone', `link "${code}" was deleted`);
+    if (row.expiresAt && row.expiresAt.getTime() <= Date.now()) throw new DomainError('gone', `link "${code}" has expired`);
+    return {
+      code: row.code,
+      url: row.url,
+      createdAt: row.createdAt.toISOString(),
+      updatedAt: row.updatedAt.toISOString(),
+      expiresAt: row.expiresAt?.toISOString() ?? null,
+      redirectType: row.redirectType,
+      clicks: row.clicks,
+    };
+  }
+
+  /** authoritative = the answer came from a node that must have the row if it exists. */
+  private async lookup(code: string): Promise<Lookup> {
+    const pools = this.cluster.pools;
+    const shard = pools.shardOf(code);
+    const candidates = pools.readCandidates(shard);
+    const tried = new Set<string>();
+    let missed = false;
+    for (const replica of candidates) {
+      tried.add(replica);
+      const row = await this.readOn(replica, 'replica', code);
+      if (row) return { row, authoritative: true };
+      if (row === null) {
+        missed = true;
+        break; // A miss on a healthy replica: only the primary can say more.
+      }
+    }
+    const fromPrimary = await this.readOn(pools.primaryName(shard), 'primary', code);
+    if (fromPrimary !== undefined) return { row: fromPrimary, authoritative: true };
+    // The primary is away (failover under way): any replica may hold an acknowledged row.
+    for (const replica of candidates) {
+      if (tried.has(replica)) continue;
+      const row = await this.readOn(replica, 'replica', code);
+      if (row) return { row, authoritative: true };
+      if (row === null) missed = true;
+    }
+    if (missed) return { row: null, authoritative: false };
+    throw new DomainError('dependency-unavailable', `shard ${shard} cannot be read right now`, { retryAfterSeconds: 1 });
+  }
+
+  /** The row, null when the node has none, undefined when the node did not answer. */
+  private async readOn(node: string, role: 'replica' | 'primary', code: string): Promise<LinkRow | null | undefined> {
+    try {
+      const row = await LinkRepository.findByCode(this.cluster.pools.pool(node), code);
+      reads.inc({ role, outcome: row ? 'hit' : 'miss' });
+      return row;
+    } catch {
+      reads.inc({ role, outcome: 'error' });
+      return undefined;
+    }
+  }
+}

@@ -1,0 +1,204 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import {
+  DomainError,
+  ShardUnavailable,
+  Topics,
+  type CreateLinkCommand,
+  type DeleteLinkCommand,
+  type LinkCreated,
+  type LinkDetails,
+  type UpdateLinkCommand,
+  type UrlEvent,
+} from '@shortener/contracts';
+import {
+  IdempotencyRepository,
+  inTransaction,
+  isConnectionError,
+  isReadOnlyError,
+  LinkRepository,
+  OutboxRepository,
+  type LinkRow,
+} from '@shortener/db';
+import type { ClusterView } from '@shortener/events';
+import { DEFAULT_REDIRECT_TYPE, generateCode } from '@shortener/links';
+import type { PoolClient } from 'pg';
+import { CLUSTER_VIEW } from './writer.constants';
+
+export const MAX_CODE_ATTEMPTS = 8;
+
+export function hashToken(token: string): Buffer {
+  return createHash('sha256').update(token).digest();
+}
+
+/** A stable hash of what a create asks for, so a replayed key can be told from a reused one. */
+export function requestHashOf(command: CreateLinkCommand): Buffer {
+  const { url, alias, expiresAt, redirectType } = command;
+  return createHash('sha256')
+    .update(JSON.stringify([url, alias ?? null, expiresAt ? Date.parse(expiresAt) : null, redirectType ?? null]))
+    .digest();
+}
+
+export function toDetails(row: LinkRow): LinkDetails {
+  return {
+    code: row.code,
+    url: row.url,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+    expiresAt: row.expiresAt?.toISOString() ?? null,
+    redirectType: row.redirectType,
+    clicks: row.clicks,
+  };
+}
+
+export function eventFor(type: UrlEvent['type'], row: LinkRow): UrlEvent {
+  const at = new Date().toISOString();
+  if (type === 'url.deleted') return { type, version: 1, code: row.code, at, link: { version: row.version } };
+  return {
+    type,
+    version: 1,
+    code: row.code,
+    at,
+    link: {
+      url: row.url,
+      redirectType: row.redirectType,
+      expiresAt: row.expiresAt?.toISOString() ?? null,
+      version: row.version,
+    },
+  };
+}
+
+class CodeTaken extends Error {}
+class KeyTaken extends Error {}
+
+/**
+ * Writes links to the owning shard's primary: the row, its outbox event and the
+ * idempotency record in one transaction, so a failure leaves nothing half-written.
+ */
+@Injectable()
+export class LinkStore {
+  constructor(@Inject(CLUSTER_VIEW) private readonly cluster: ClusterView) {}
+
+  async create(command: CreateLinkCommand): Promise<{ created: LinkCreated; row: LinkRow | null; shard: number }> {
+    const pools = this.cluster.pools;
+    const key = command.idempotencyKey;
+    const requestHash = requestHashOf(command);
+    // With a key, the link is placed on the key's shard, so that the key and the link
+    // commit together; an alias decides its own shard.
+    const shard = command.alias ? pools.shardOf(command.alias) : key ? pools.shardOf(key) : null;
+
+    if (key) {
+      const replay = await this.replay(shard!, key, requestHash);
+      if (replay) return { created: replay, row: null, shard: shard! };
+    }
+
+    for (let attempt = 0; attempt < MAX_CODE_ATTEMPTS; attempt++) {
+      const code = command.alias ?? this.codeFor(shard);
+      const owner = pools.shardOf(code);
+      const manageToken = randomBytes(24).toString('base64url');
+      try {
+        const row = await this.onPrimary(owner, async (client) => {
+          if (key && !(await IdempotencyRepository.claim(client, key, requestHash))) throw new KeyTaken();
+          const inserted = await LinkRepository.insert(client, {
+            code,
+            url: command.url,
+            redirectType: command.redirectType ?? DEFAULT_REDIRECT_TYPE,
+            expiresAt: command.expiresAt ? new Date(command.expiresAt) : null,
+            manageTokenHash: hashToken(manageToken),
+          });
+          if (!inserted) throw new CodeTaken();
+          await OutboxRepository.enqueue(client, Topics.urlEvents, code, JSON.stringify(eventFor('url.created', inserted)));
+          if (key) await IdempotencyRepository.complete(client, key, this.createdFrom(inserted, manageToken));
+          return inserted;
+        });
+        return { created: this.createdFrom(row, manageToken), row, shard: owner };
+      } catch (error) {
+        if (error instanceof KeyTaken) {
+          const replay = await this.replay(owner, key!, requestHash);
+          if (replay) return { created: replay, row: null, shard: owner };
+          throw new DomainError('conflict', 'a request with this Idempotency-Key is still in progress');
+        }
+        if (!(error instanceof CodeTaken)) throw error;
+        if (command.alias) throw new DomainError('conflict', `alias "${command.alias}" is already taken`);
+      }
+    }
+    throw new DomainError('dependency-unavailable', 'could not find a free code; try again');
+  }
+
+  async update(command: UpdateLinkCommand): Promise<{ row: LinkRow; shard: number }> {
+    const shard = this.cluster.pools.shardOf(command.code);
+    const row = await this.onPrimary(shard, async (client) => {
+      await this.authorize(client, command);
+      const updated = await LinkRepository.update(client, command.code, {
+        url: command.url,
+        redirectType: command.redirectType,
+        expiresAt: command.expiresAt === undefined ? undefined : command.expiresAt === null ? null : new Date(command.expiresAt),
+      });
+      await OutboxRepository.enqueue(client, Topics.urlEvents, updated.code, JSON.stringify(eventFor('url.updated', updated)));
+      return updated;
+    });
+    return { row, shard };
+  }
+
+  async remove(command: DeleteLinkCommand): Promise<{ row: LinkRow; shard: number }> {
+    const shard = this.cluster.pools.shardOf(command.code);
+    const row = await this.onPrimary(shard, async (client) => {
+      await this.authorize(client, command);
+      const deleted = await LinkRepository.markDeleted(client, command.code);
+      await OutboxRepository.enqueue(client, Topics.urlEvents, deleted.code, JSON.stringify(eventFor('url.deleted', deleted)));
+      return deleted;
+    });
+    return { row, shard };
+  }
+
+  private codeFor(shard: number | null): string {
+    if (shard === null) return generateCode();
+    // Draw until the code lands on the wanted shard: N draws on average for N shards.
+    for (;;) {
+      const code = generateCode();
+      if (this.cluster.pools.shardOf(code) === shard) return code;
+    }
+  }
+
+  private async replay(shard: number, key: string, requestHash: Buffer): Promise<LinkCreated | null> {
+    const stored = await this.onPrimary(shard, (client) => IdempotencyRepository.find<LinkCreated | null>(client, key));
+    if (!stored || stored.response === null) return null;
+    if (!stored.requestHash.equals(requestHash)) {
+      throw new DomainError('idempotency-mismatch', 'this Idempotency-Key was used with a different request body');
+    }
+    return stored.response;
+  }
+
+  private async authorize(client: PoolClient, command: UpdateLinkCommand | DeleteLinkCommand): Promise<void> {
+    const current = await LinkRepository.lockForChange(client, command.code);
+    if (!current) throw new DomainError('not-found', `no link with code "${command.code}"`);
+    if (current.deleted) throw new DomainError('gone', `link "${command.code}" was deleted`);
+    if ('admin' in command.credential) return;
+    const presented = hashToken(command.credential.manageToken);
+    if (!timingSafeEqual(presented, current.manageTokenHash)) {
+      throw new DomainError('forbidden', 'the token does not manage this link');
+    }
+  }
+
+  private createdFrom(row: LinkRow, manageToken: string): LinkCreated {
+    return {
+      code: row.code,
+      url: row.url,
+      createdAt: row.createdAt.toISOString(),
+      expiresAt: row.expiresAt?.toISOString() ?? null,
+      redirectType: row.redirectType,
+      manageToken,
+    };
+  }
+
+  /** Runs a transaction on the shard's primary; an unreachable or demoted primary is a 503. */
+  private async onPrimary<T>(shard: number, work: (client: PoolClient) => Promise<T>): Promise<T> {
+    try {
+      return await inTransaction(this.cluster.pools.primary(shard), work);
+    } catch (error) {
+      if (error instanceof DomainError || error instanceof CodeTaken || error instanceof KeyTaken) throw error;
+      if (isReadOnlyError(error) || isConnectionError(error)) throw ShardUnavailable(shard);
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,91 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import type { LinkCache } from '@shortener/cache';
+import { ClickCounter, OutboxRelay, type ClusterView, type EventProducer } from '@shortener/events';
+import type { WriterEnvironment } from '@shortener/config';
+import { IdempotencyRepository } from '@shortener/db';
+import { gauge, ReadinessRegistry } from '@shortener/observability';
+import type { Kafka } from 'kafkajs';
+import { PinoLogger } from 'nestjs-pino';
+import { CacheAfterWrite } from './cache-after-write';
+import { CLUSTER_VIEW, EVENT_PRODUCER, KAFKA, LINK_CACHE, WRITER_CONFIG } from './writer.constants';
+
+const epochGauge = gauge('shortener_topology_epoch', 'Epoch of the topology this service follows');
+const outboxRelayed = gauge('shortener_outbox_relayed', 'Outbox events relayed to Kafka since start');
+const clicksApplied = gauge('shortener_clicks_applied', 'Clicks applied to primaries since start');
+
+/** Starts and stops the writer's background work with the application. */
+@Injectable()
+export class WriterLifecycle implements OnApplicationBootstrap, OnApplicationShutdown {
+  private relay: OutboxRelay | null = null;
+  private clicks: ClickCounter | null = null;
+  private purgeTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    @Inject(WRITER_CONFIG) private readonly config: WriterEnvironment,
+    @Inject(CLUSTER_VIEW) private readonly cluster: ClusterView,
+    @Inject(KAFKA) private readonly kafka: Kafka,
+    @Inject(EVENT_PRODUCER) private readonly producer: EventProducer,
+    @Inject(LINK_CACHE) private readonly cache: LinkCache,
+    private readonly cacheAfterWrite: CacheAfterWrite,
+    private readonly readiness: ReadinessRegistry,
+    private readonly logger: PinoLogger,
+  ) {
+    logger.setContext('writer');
+  }
+
+  onApplicationBootstrap(): void {
+    this.cluster.start();
+    this.relay = new OutboxRelay(this.cluster.pools, this.producer, { intervalMs: 250, batchSize: 500 }, (shard, error) =>
+      this.logger.debug({ shard, err: error.message }, 'outbox relay waiting'),
+    );
+    this.relay.start();
+    this.cacheAfterWrite.relay = this.relay;
+    this.clicks = new ClickCounter(this.kafka, this.cluster.pools, (error) =>
+      this.logger.warn({ err: error.message }, 'click counter error'),
+    );
+    const startClicks = () =>
+      this.clicks!.start().catch((error: Error) => {
+        this.logger.warn({ err: error.message }, 'click counter could not start; retrying');
+        setTimeout(startClicks, 3000).unref();
+      });
+    void startClicks();
+    this.purgeTimer = setInterval(() => void this.purgeIdempotencyKeys(), 3_600_000);
+    this.purgeTimer.unref();
+
+    this.readiness.add('topology', async () => this.cluster.hasPublishedTopology);
+    this.readiness.add('primaries', async () => {
+      const shards = this.cluster.topology.shards;
+      const answers = await Promise.all(
+        shards.map((shard) =>
+          this.cluster.pools
+            .primary(shard.id)
+            .query('SELECT 1')
+            .then(() => true)
+            .catch(() => false),
+        ),
+      );
+      return answers.some(Boolean);
+    });
+    setInterval(() => {
+      epochGauge.set(this.cluster.topology.epoch);
+      outboxRelayed.set(this.relay?.relayed ?? 0);
+      clicksApplied.set(this.clicks?.applied ?? 0);
+    }, 1000).unref();
+    this.logger.info({ rpcPort: this.config.RPC_PORT, httpPort: this.config.HTTP_PORT }, 'writer started');
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    if (this.purgeTimer) clearInterval(this.purgeTimer);
+    await this.relay?.stop();
+    await this.clicks?.stop();
+    await this.producer.stop();
+    await this.cluster.stop();
+    await this.cache.close();
+  }
+
+  private async purgeIdempotencyKeys(): Promise<void> {
+    for (const shard of this.cluster.topology.shards) {
+      await IdempotencyRepository.purgeExpired(this.cluster.pools.primary(shard.id)).catch(() => 0);
+    }
+  }
+}

@@ -1,0 +1,57 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { createRedis, LinkCache } from '@shortener/cache';
+import type { WriterEnvironment } from '@shortener/config';
+import { ClusterView, createKafka, EventProducer } from '@shortener/events';
+import { ObservabilityModule } from '@shortener/observability';
+import type { Kafka } from 'kafkajs';
+import pino from 'pino';
+import { CacheAfterWrite } from './cache-after-write';
+import { LinkStore } from './link-store';
+import { WriterLifecycle } from './writer.lifecycle';
+import { WriterRpcController } from './writer.rpc.controller';
+import { CLUSTER_VIEW, EVENT_PRODUCER, KAFKA, LINK_CACHE, WRITER_CONFIG } from './writer.constants';
+
+@Module({})
+export class WriterModule {
+  static forRoot(config: WriterEnvironment): DynamicModule {
+    const log = pino({ level: config.LOG_LEVEL, base: { service: 'writer', pid: process.pid } });
+    return {
+      module: WriterModule,
+      imports: [ObservabilityModule.forService({ service: 'writer', logLevel: config.LOG_LEVEL })],
+      controllers: [WriterRpcController],
+      providers: [
+        { provide: WRITER_CONFIG, useValue: config },
+        {
+          provide: KAFKA,
+          useFactory: () => createKafka(config.KAFKA_BROKERS, 'writer', (level, msg, extra) => log[level](extra, msg)),
+        },
+        { provide: EVENT_PRODUCER, inject: [KAFKA], useFactory: (kafka: Kafka) => new EventProducer(kafka) },
+        {
+          provide: CLUSTER_VIEW,
+          inject: [KAFKA],
+          useFactory: (kafka: Kafka) =>
+            new ClusterView(kafka, {
+              service: 'writer',
+              shards: config.SHARD_NODES,
+              replicationMode: config.REPLICATION_MODE,
+              credentials: { user: config.PG_USER, password: config.PG_PASSWORD, database: config.PG_DATABASE },
+              sizing: {
+                max: 8,
+                connectTimeoutMs: 1000,
+                statementTimeoutMs: 4000,
+                serverSideTimeout: false,
+                applicationName: 'writer',
+              },
+              onTopology: (topology, demoted) =>
+                log.info({ epoch: topology.epoch, demoted }, 'topology applied'),
+              onError: (error) => log.warn({ err: error.message }, 'cluster view'),
+            }),
+        },
+        { provide: LINK_CACHE, useFactory: () => new LinkCache(createRedis(config.REDIS_URL)) },
+        LinkStore,
+        CacheAfterWrite,
+        WriterLifecycle,
+      ],
+    };
+  }
+}

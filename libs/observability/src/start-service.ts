@@ -1,0 +1,46 @@
+import 'reflect-metadata';
+import type { DynamicModule } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { Logger } from 'nestjs-pino';
+
+export interface ServiceStart {
+  name: string;
+  module: DynamicModule;
+  http: { host: string; port: number };
+  /** The TCP microservice of the writer and the readers. */
+  rpc?: { host: string; port: number };
+  adapter?: FastifyAdapter;
+  /** Extra wiring on the application before it listens (routes, filters, OpenAPI). */
+  configure?: (app: NestFastifyApplication) => void | Promise<void>;
+}
+
+/** One way to start every service: JSON logger, shutdown hooks, HTTP and optional RPC. */
+export async function startService(start: ServiceStart): Promise<NestFastifyApplication> {
+  const app = await NestFactory.create<NestFastifyApplication>(start.module, start.adapter ?? new FastifyAdapter(), {
+    bufferLogs: true,
+  });
+  app.useLogger(app.get(Logger));
+  app.enableShutdownHooks();
+  if (start.rpc) {
+    app.connectMicroservice<MicroserviceOptions>(
+      { transport: Transport.TCP, options: { host: start.rpc.host, port: start.rpc.port } },
+      { inheritAppConfig: true },
+    );
+    await app.startAllMicroservices();
+  }
+  await start.configure?.(app);
+  await app.listen(start.http.port, start.http.host);
+  return app;
+}
+
+/** Start-up failures (bad configuration above all) end the process with one JSON line. */
+export function exitOnStartFailure(service: string) {
+  return (error: Error) => {
+    process.stderr.write(
+      `${JSON.stringify({ level: 'fatal', time: new Date().toISOString(), service, msg: error.message })}\n`,
+    );
+    process.exit(1);
+  };
+}
