@@ -31,3 +31,14 @@ export const clickEventSchema = z.object({
   at: z.string(),
 });
 export type ClickEvent = z.infer<typeof clickEventSchema>;
+
+export const clusterCommandSchema = z.object({
+  type: z.literal('switchover'),
+  version: z.literal(1),
+  shard: z.number().int().nonnegative(),
+  /** The epoch the requester saw: a command for an older topology is ignored. */
+  epoch: z.number().int().nonnegative(),
+  requestId: z.string(),
+  at: z.string(),
+});
+export type ClusterCommand = z.infer<typeof clusterCommandSchema>;

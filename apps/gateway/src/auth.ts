@@ -1,0 +1,57 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { CanActivate, ExecutionContext, Inject, Injectable } from '@nestjs/common';
+import { DomainError, type UpdateLinkCommand } from '@shortener/contracts';
+import type { GatewayEnvironment } from '@shortener/config';
+import type { FastifyRequest } from 'fastify';
+import { GATEWAY_CONFIG } from './gateway.constants';
+
+export type Credential = UpdateLinkCommand['credential'];
+type AuthenticatedRequest = FastifyRequest & { credential?: Credential };
+
+export function bearerToken(request: FastifyRequest): string | null {
+  const header = request.headers.authorization;
+  if (!header) return null;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return match ? match[1] : '';
+}
+
+function sameSecret(a: string, b: string): boolean {
+  // Hash first so the comparison takes the same time whatever the lengths.
+  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
+}
+
+/** PATCH and DELETE of a link: a bearer token is required; the writer checks a manage token. */
+@Injectable()
+export class ManageAuthGuard implements CanActivate {
+  constructor(@Inject(GATEWAY_CONFIG) private readonly config: GatewayEnvironment) {}
+
+  canActivate(context: ExecutionContext): boolean {
+    const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
+    const token = bearerToken(request);
+    if (token === null) throw new DomainError('unauthorized', 'an Authorization: Bearer header is required');
+    if (token === '') throw new DomainError('forbidden', 'the Authorization header is not a bearer token');
+    request.credential = sameSecret(token, this.config.ADMIN_TOKEN) ? { admin: true } : { manageToken: token };
+    return true;
+  }
+}
+
+@Injectable()
+export class AdminGuard implements CanActivate {
+  constructor(@Inject(GATEWAY_CONFIG) private readonly config: GatewayEnvironment) {}
+
+  canActivate(context: ExecutionContext): boolean {
+    const request = context.switchToHttp().getRequest<FastifyRequest>();
+    const token = bearerToken(request);
+    if (token === null) throw new DomainError('unauthorized', 'an Authorization: Bearer header is required');
+    if (!token || !sameSecret(token, this.config.ADMIN_TOKEN)) {
+      throw new DomainError('forbidden', 'the token is not the admin token');
+    }
+    return true;
+  }
+}
+
+export function credentialOf(request: FastifyRequest): Credential {
+  const credential = (request as AuthenticatedRequest).credential;
+  if (!credential) throw new DomainError('unauthorized', 'an Authorization: Bearer header is required');
+  return credential;
+}

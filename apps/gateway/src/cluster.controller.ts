@@ -1,0 +1,99 @@
+import { Controller, Get, HttpCode, Inject, Param, ParseIntPipe, Post, UseGuards } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { DomainError, RpcPatterns, type NodeHealth } from '@shortener/contracts';
+import type { GatewayEnvironment } from '@shortener/config';
+import type { TopologyFollower } from '@shortener/events';
+import { initialTopology, type Topology } from '@shortener/topology';
+import { AdminGuard } from './auth';
+import { GATEWAY_CONFIG, READER_POOL, REQUEST_TIMEOUTS, TOPOLOGY_FOLLOWER } from './gateway.constants';
+import { ProblemDto } from './create-url.dto';
+import type { ReaderPool } from './rpc-channel';
+import { SwitchoverRequests } from './switchover-requests';
+
+export interface ClusterNodeView {
+  name: string;
+  host: string;
+  port: number;
+  role: 'primary' | 'replica';
+  healthy: boolean;
+  lagBytes: number | null;
+  lagSeconds: number | null;
+}
+
+export function clusterDocument(
+  topology: Topology,
+  health: NodeHealth[],
+  config: Pick<GatewayEnvironment, 'REDIS_URL' | 'KAFKA_BROKERS'>,
+) {
+  const healthByName = new Map(health.map((node) => [node.name, node]));
+  const view = (name: string, role: 'primary' | 'replica'): ClusterNodeView => {
+    const address = topology.nodes.find((node) => node.name === name)!;
+    const seen = healthByName.get(name);
+    return {
+      name,
+      host: address.host,
+      port: address.port,
+      role,
+      healthy: seen?.healthy ?? false,
+      lagBytes: role === 'primary' ? null : (seen?.lagBytes ?? null),
+      lagSeconds: role === 'primary' ? null : (seen?.lagSeconds ?? null),
+    };
+  };
+  const redis = new URL(config.REDIS_URL);
+  return {
+    epoch: topology.epoch,
+    replicationMode: topology.replicationMode,
+    ring: { algorithm: topology.ring.algorithm, slots: topology.ring.slots },
+    shards: topology.shards.map((shard) => ({
+      id: shard.id,
+      primary: view(shard.primary, 'primary'),
+      replicas: shard.replicas.map((name) => view(name, 'replica')),
+    })),
+    failovers: topology.failovers,
+    redis: { host: redis.hostname, port: Number(redis.port || 6379) },
+    kafka: { brokers: config.KAFKA_BROKERS.map(({ host, port }) => `${host}:${port}`) },
+  };
+}
+
+@ApiTags('admin')
+@ApiBearerAuth()
+@UseGuards(AdminGuard)
+@Controller('api/cluster')
+export class ClusterController {
+  constructor(
+    @Inject(GATEWAY_CONFIG) private readonly config: GatewayEnvironment,
+    @Inject(TOPOLOGY_FOLLOWER) private readonly follower: TopologyFollower,
+    @Inject(READER_POOL) private readonly readers: ReaderPool,
+    private readonly switchovers: SwitchoverRequests,
+  ) {}
+
+  @Get()
+  @ApiOperation({ summary: 'The topology: ring, shards, nodes with health and lag, failovers' })
+  @ApiResponse({ status: 200, description: 'The cluster document of CONTRACT.md section 2' })
+  @ApiResponse({ status: 401, type: ProblemDto })
+  @ApiResponse({ status: 403, type: ProblemDto })
+  async cluster() {
+    return clusterDocument(this.topology(), await this.health(), this.config);
+  }
+
+  @Post('shards/:id/switchover')
+  @HttpCode(200)
+  @ApiOperation({ summary: "Hand the shard's primary role to its best replica, losing no acknowledged write" })
+  @ApiResponse({ status: 200, description: 'The new cluster document' })
+  @ApiResponse({ status: 404, type: ProblemDto })
+  @ApiResponse({ status: 503, type: ProblemDto, description: 'No monitor completed the switchover in time' })
+  async switchover(@Param('id', ParseIntPipe) id: number) {
+    const topology = this.topology();
+    if (!topology.shards.some((shard) => shard.id === id)) throw new DomainError('not-found', `no shard ${id}`);
+    const next = await this.switchovers.request(id, topology.epoch, () => this.follower.current);
+    return clusterDocument(next, await this.health(), this.config);
+  }
+
+  private topology(): Topology {
+    return this.follower.current ?? { ...initialTopology(this.config.SHARD_NODES, this.config.REPLICATION_MODE), epoch: 0 };
+  }
+
+  private async health(): Promise<NodeHealth[]> {
+    return this.readers.call<NodeHealth[]>(RpcPatterns.nodeHealth, {}, REQUEST_TIMEOUTS.clusterMs).catch(() => []);
+  }
+}

@@ -1,0 +1,52 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import type { LinkCache } from '@shortener/cache';
+import type { ClickBatcher, EventProducer, TopologyFollower } from '@shortener/events';
+import { ReadinessRegistry } from '@shortener/observability';
+import { PinoLogger } from 'nestjs-pino';
+import { CLICK_BATCHER, EVENT_PRODUCER, LINK_CACHE, READER_POOL, TOPOLOGY_FOLLOWER, WRITER_CHANNEL } from './gateway.constants';
+import type { ReaderPool, RpcChannel } from './rpc-channel';
+
+@Injectable()
+export class GatewayLifecycle implements OnApplicationBootstrap, OnApplicationShutdown {
+  constructor(
+    @Inject(LINK_CACHE) private readonly cache: LinkCache,
+    @Inject(READER_POOL) private readonly readers: ReaderPool,
+    @Inject(WRITER_CHANNEL) private readonly writer: RpcChannel,
+    @Inject(CLICK_BATCHER) private readonly clicks: ClickBatcher,
+    @Inject(EVENT_PRODUCER) private readonly producer: EventProducer,
+    @Inject(TOPOLOGY_FOLLOWER) private readonly follower: TopologyFollower,
+    private readonly readiness: ReadinessRegistry,
+    private readonly logger: PinoLogger,
+  ) {
+    logger.setContext('gateway');
+  }
+
+  onApplicationBootstrap(): void {
+    this.clicks.start();
+    const follow = () =>
+      this.follower.start().catch((error: Error) => {
+        this.logger.warn({ err: error.message }, 'topology follower could not start; retrying');
+        void this.follower.stop();
+        setTimeout(follow, 2000).unref();
+      });
+    void follow();
+    // Ready = redirects can be served: from the cache, or through a reader.
+    this.readiness.add('redirects', async () => {
+      const cacheUp = await this.cache.ping().catch(() => false);
+      const readerUp = await this.readers
+        .call('cluster.node-health', {}, 1000)
+        .then(() => true)
+        .catch(() => false);
+      return cacheUp || readerUp;
+    });
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.clicks.stop();
+    await this.producer.stop();
+    await this.follower.stop();
+    await this.readers.close();
+    await this.writer.close();
+    await this.cache.close();
+  }
+}

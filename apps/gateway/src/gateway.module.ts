@@ -1,0 +1,101 @@
+import { Module, ValidationPipe, type DynamicModule } from '@nestjs/common';
+import { APP_FILTER, APP_PIPE } from '@nestjs/core';
+import type { ValidationError } from 'class-validator';
+import { createRedis, LinkCache } from '@shortener/cache';
+import type { GatewayEnvironment } from '@shortener/config';
+import { DomainError, type FieldError } from '@shortener/contracts';
+import { ClickBatcher, createKafka, EventProducer, TopologyFollower } from '@shortener/events';
+import { ObservabilityModule } from '@shortener/observability';
+import type { Kafka } from 'kafkajs';
+import pino from 'pino';
+import { AdminGuard, ManageAuthGuard } from './auth';
+import { ClusterController } from './cluster.controller';
+import {
+  CLICK_BATCHER,
+  EVENT_PRODUCER,
+  GATEWAY_CONFIG,
+  KAFKA,
+  LINK_CACHE,
+  READER_POOL,
+  TOPOLOGY_FOLLOWER,
+  WRITER_CHANNEL,
+} from './gateway.constants';
+import { GatewayLifecycle } from './gateway.lifecycle';
+import { ProblemFilter } from './problem.filter';
+import { ReaderPool, RpcChannel } from './rpc-channel';
+import { SwitchoverRequests } from './switchover-requests';
+import { UrlsController } from './urls.controller';
+
+export function fieldErrors(errors: ValidationError[], parent = ''): FieldError[] {
+  return errors.flatMap((error) => {
+    const field = parent ? `${parent}.${error.property}` : error.property;
+    const own = Object.values(error.constraints ?? {}).map((message) => ({ field, message }));
+    return [...own, ...fieldErrors(error.children ?? [], field)];
+  });
+}
+
+export const validationPipe = new ValidationPipe({
+  whitelist: true,
+  forbidNonWhitelisted: true,
+  forbidUnknownValues: true,
+  transform: true,
+  exceptionFactory: (errors) => {
+    const fields = fieldErrors(errors);
+    return new DomainError('validation', fields.map((error) => error.message).join('; ') || 'the request body is invalid', {
+      errors: fields.length ? fields : [{ field: '(body)', message: 'must be a JSON object' }],
+    });
+  },
+});
+
+export type GatewayConfig = GatewayEnvironment & { publicBaseUrl: string };
+
+@Module({})
+export class GatewayModule {
+  static forRoot(config: GatewayConfig): DynamicModule {
+    const log = pino({ level: config.LOG_LEVEL, base: { service: 'gateway', pid: process.pid } });
+    return {
+      module: GatewayModule,
+      imports: [
+        ObservabilityModule.forService({ service: 'gateway', logLevel: config.LOG_LEVEL, accessLogRoutes: ['api/*path'] }),
+      ],
+      controllers: [UrlsController, ClusterController],
+      providers: [
+        { provide: GATEWAY_CONFIG, useValue: config },
+        { provide: APP_FILTER, useClass: ProblemFilter },
+        { provide: APP_PIPE, useValue: validationPipe },
+        {
+          provide: KAFKA,
+          useFactory: () => createKafka(config.KAFKA_BROKERS, 'gateway', (level, msg, extra) => log[level](extra, msg)),
+        },
+        { provide: EVENT_PRODUCER, inject: [KAFKA], useFactory: (kafka: Kafka) => new EventProducer(kafka) },
+        {
+          provide: CLICK_BATCHER,
+          inject: [EVENT_PRODUCER],
+          useFactory: (producer: EventProducer) =>
+            new ClickBatcher(producer, 500, 100_000, (error) => log.warn({ err: error.message }, 'click flush failed')),
+        },
+        {
+          provide: TOPOLOGY_FOLLOWER,
+          inject: [KAFKA],
+          useFactory: (kafka: Kafka) =>
+            new TopologyFollower(
+              kafka,
+              'gateway',
+              (topology) => log.info({ epoch: topology.epoch }, 'topology applied'),
+              (error) => log.warn({ err: error.message }, 'topology follower'),
+            ),
+        },
+        { provide: LINK_CACHE, useFactory: () => new LinkCache(createRedis(config.REDIS_URL)) },
+        { provide: WRITER_CHANNEL, useFactory: () => new RpcChannel(config.WRITER_ADDR) },
+        {
+          provide: READER_POOL,
+          useFactory: () => new ReaderPool(config.READER_ADDRS.map((address) => new RpcChannel(address))),
+        },
+        ManageAuthGuard,
+        AdminGuard,
+        SwitchoverRequests,
+        GatewayLifecycle,
+      ],
+    };
+  }
+}

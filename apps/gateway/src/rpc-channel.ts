@@ -1,0 +1,80 @@
+import { ClientProxyFactory, Transport, type ClientProxy } from '@nestjs/microservices';
+import { DomainError, type RpcResult } from '@shortener/contracts';
+import { firstValueFrom, timeout } from 'rxjs';
+
+/** The request never reached a service that answered (down, frozen, refused). */
+export class TransportError extends Error {}
+
+/** One persistent TCP connection to a writer or reader, with a deadline on every call. */
+export class RpcChannel {
+  private readonly client: ClientProxy;
+
+  constructor(readonly address: { host: string; port: number }) {
+    this.client = ClientProxyFactory.create({ transport: Transport.TCP, options: address });
+  }
+
+  async call<T>(pattern: string, payload: unknown, timeoutMs: number): Promise<T> {
+    let result: RpcResult<T>;
+    try {
+      result = await firstValueFrom(this.client.send<RpcResult<T>>(pattern, payload).pipe(timeout(timeoutMs)));
+    } catch (error) {
+      throw new TransportError(`${this.address.host}:${this.address.port} ${pattern}: ${(error as Error).message ?? error}`);
+    }
+    if (!result.ok) throw DomainError.fromPayload(result.error);
+    return result.value;
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}
+
+/**
+ * Client-side balancing over the reader instances: round robin, and a reader that fails
+ * to answer is skipped for a moment while the request moves on to the next one.
+ */
+export class ReaderPool {
+  private next = 0;
+  private readonly downUntil: number[];
+
+  constructor(
+    readonly channels: RpcChannel[],
+    private readonly penaltyMs = 2000,
+  ) {
+    this.downUntil = channels.map(() => 0);
+  }
+
+  async call<T>(pattern: string, payload: unknown, timeoutMs: number): Promise<T> {
+    const count = this.channels.length;
+    const start = this.next++ % count;
+    const now = Date.now();
+    const order: number[] = [];
+    for (let i = 0; i < count; i++) order.push((start + i) % count);
+    // Healthy readers first, then the penalised ones as a last resort.
+    order.sort((a, b) => Number(this.downUntil[a] > now) - Number(this.downUntil[b] > now));
+    let lastError: Error | null = null;
+    for (const index of order) {
+      try {
+        const value = await this.channels[index].call<T>(pattern, payload, timeoutMs);
+        this.downUntil[index] = 0;
+        return value;
+      } catch (error) {
+        if (!(error instanceof TransportError)) throw error;
+        this.downUntil[index] = Date.now() + this.penaltyMs;
+        lastError = error;
+      }
+    }
+    throw new DomainError('dependency-unavailable', `no reader answered: ${lastError?.message ?? 'none configured'}`, {
+      retryAfterSeconds: 1,
+    });
+  }
+
+  get healthyCount(): number {
+    const now = Date.now();
+    return this.downUntil.filter((until) => until <= now).length;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.channels.map((channel) => channel.close()));
+  }
+}
