@@ -6,3 +6,4 @@ export * from './node-pools';
 export * from './outbox.repository';
 export * from './shard-pools';
 export * from './node-probe';
+export * from './node-admin';

@@ -68,3 +68,12 @@ describe('parseLsn', () => {
     expect(parseLsn(null)).toBeNull();
   });
 });
+
+describe('withHostAndPort', () => {
+  it('swaps the address and keeps the rest of a conninfo', () => {
+    const { withHostAndPort } = jest.requireActual('./node-admin');
+    expect(
+      withHostAndPort("user=postgres passfile='/s/pg/.pgpass' host=127.0.0.1 port=16400 application_name=s0n1", '127.0.0.1', 16402),
+    ).toBe("host=127.0.0.1 port=16402 user=postgres passfile='/s/pg/.pgpass' application_name=s0n1");
+  });
+});
