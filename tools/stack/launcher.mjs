@@ -130,7 +130,10 @@ export async function launch(env = process.env) {
     if (!built && !config.skipServices) {
       throw new Error(`npm run build failed; see ${join(p.logs, 'build.log')}`);
     }
-    await runMigrations(state, p, serviceEnvs.migrate);
+    if (await runMigrations(state, p, serviceEnvs.migrate)) {
+      inventory.migrations = { applied: true, at: new Date().toISOString() };
+      writeInventory(p, inventory, serviceEnvs);
+    }
     check();
 
     if (config.skipServices) {
@@ -276,7 +279,7 @@ async function runMigrations(state, p, env) {
   const cli = join(REPO_ROOT, 'dist', 'libs', 'db', 'src', 'migrate.cli.js');
   if (!existsSync(cli)) {
     log('warn', `migrations skipped: ${cli} does not exist (run npm run build)`, {}, { important: true });
-    return;
+    return false;
   }
   const t = Date.now();
   const out = openAppend(join(p.logs, 'migrate.log'));
@@ -290,6 +293,7 @@ async function runMigrations(state, p, env) {
   state.migrate = undefined;
   if (code !== 0) throw new Error(`migrations failed (exit ${code}); see ${join(p.logs, 'migrate.log')}`);
   log('info', 'migrations applied', { seconds: (Date.now() - t) / 1000 });
+  return true;
 }
 
 function startServices(state, config, inventory, envs) {

@@ -1,0 +1,136 @@
+/**
+ * Where the stack under test is, and clients for its parts. Shared by every e2e spec:
+ *
+ *   const stack = stackFromEnv();
+ *   await withNode(stack, stack.inventory.shards[0].nodes[0], (db) => db.query('SELECT 1'));
+ *
+ * Environment (set by tools/test.mjs): E2E_STACK_DIR (required), E2E_BASE_URL (default:
+ * the stack's publicBaseUrl), E2E_ADMIN_TOKEN (default: $E2E_STACK_DIR/admin-token).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import Redis from 'ioredis';
+import { Kafka, logLevel } from 'kafkajs';
+
+export interface StackNode {
+  name: string;
+  host: string;
+  port: number;
+  dataDir: string;
+}
+
+export interface StackShard {
+  id: number;
+  nodes: StackNode[];
+}
+
+/** The parts of $STACK_DIR/stack.json that tests use (tools/stack/config.mjs writes it). */
+export interface StackInventory {
+  stackDir: string;
+  replicationMode: 'quorum' | 'async';
+  publicBaseUrl: string;
+  postgres: { version: number; binDir: string; user: string; database: string; passwordFile: string; socketDir: string; osUser?: string };
+  shards: StackShard[];
+  /** Set by the launcher once `migrate.cli.js` ran against every primary. */
+  migrations?: { applied: boolean; at?: string };
+  redis: { host: string; port: number; url: string };
+  kafka: { brokers: string[]; controller: string; topics: { topic: string; numPartitions: number }[] };
+  services: {
+    gateway: { port: number };
+    writer: { rpcPort: number; httpPort: number };
+    readers: { name: string; rpcPort: number; httpPort: number }[];
+    monitors: { name: string; httpPort: number }[];
+  };
+}
+
+export interface StackHandle {
+  /** The gateway, e.g. http://127.0.0.1:3100 (no trailing slash). */
+  baseUrl: string;
+  adminToken: string;
+  stackDir: string;
+  pgPassword: string;
+  inventory: StackInventory;
+}
+
+function readLine(file: string): string {
+  return readFileSync(file, 'utf8').trim();
+}
+
+export function stackFromEnv(env: NodeJS.ProcessEnv = process.env): StackHandle {
+  const stackDir = env.E2E_STACK_DIR;
+  if (!stackDir) throw new Error('E2E_STACK_DIR is not set: run the e2e suite through `npm test` (tools/test.mjs) or point it at a running stack');
+  const inventoryFile = join(stackDir, 'stack.json');
+  if (!existsSync(inventoryFile)) throw new Error(`${inventoryFile} does not exist: is the stack running?`);
+  const inventory = JSON.parse(readFileSync(inventoryFile, 'utf8')) as StackInventory;
+  const baseUrl = (env.E2E_BASE_URL || `http://127.0.0.1:${inventory.services.gateway.port}`).replace(/\/+$/, '');
+  const adminToken = env.E2E_ADMIN_TOKEN || readLine(join(stackDir, 'admin-token'));
+  return { baseUrl, adminToken, stackDir, pgPassword: readLine(join(stackDir, 'pg-password')), inventory };
+}
+
+export function allNodes(stack: StackHandle): StackNode[] {
+  return stack.inventory.shards.flatMap((shard) => shard.nodes);
+}
+
+/** A connected client on one node (superuser); the caller ends it, or use withNode. */
+export async function connectNode(stack: StackHandle, node: StackNode, database = 'shortener'): Promise<Client> {
+  const client = new Client({
+    host: node.host,
+    port: node.port,
+    user: 'postgres',
+    password: stack.pgPassword,
+    database,
+    connectionTimeoutMillis: 5000,
+    application_name: 'system-e2e',
+  });
+  await client.connect();
+  return client;
+}
+
+export async function withNode<T>(stack: StackHandle, node: StackNode, fn: (client: Client) => Promise<T>, database = 'shortener'): Promise<T> {
+  const client = await connectNode(stack, node, database);
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** The shard's node that is not in recovery right now (a failover may have moved it). */
+export async function currentPrimary(stack: StackHandle, shardId: number): Promise<StackNode> {
+  const shard = stack.inventory.shards[shardId];
+  for (const node of shard.nodes) {
+    try {
+      const inRecovery = await withNode(stack, node, async (db) => (await db.query('SELECT pg_is_in_recovery() AS r')).rows[0].r as boolean);
+      if (!inRecovery) return node;
+    } catch {
+      /* down: try the next */
+    }
+  }
+  throw new Error(`shard ${shardId} has no reachable primary`);
+}
+
+export function redisClient(stack: StackHandle): Redis {
+  return new Redis({ host: stack.inventory.redis.host, port: stack.inventory.redis.port, maxRetriesPerRequest: 2, lazyConnect: false });
+}
+
+export function kafkaClient(stack: StackHandle, clientId = 'system-e2e'): Kafka {
+  return new Kafka({ clientId, brokers: stack.inventory.kafka.brokers, logLevel: logLevel.NOTHING });
+}
+
+/** Retries `check` until it returns without throwing (and not false), or fails with its last error. */
+export async function eventually<T>(check: () => Promise<T>, { timeoutMs = 10_000, intervalMs = 200 } = {}): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown = new Error('condition never held');
+  while (Date.now() < deadline) {
+    try {
+      const result = await check();
+      if (result !== false) return result;
+      lastError = new Error('condition returned false');
+    } catch (error) {
+      lastError = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+  throw lastError;
+}

@@ -1,0 +1,185 @@
+#!/usr/bin/env node
+// npm run stack -- status         each node's role, port and replication state; Redis, Kafka, services
+// npm run stack -- stop           stops the running launcher (or, without one, whatever of the stack is left)
+// npm run stack -- psql <node>    psql on a node (database shortener) as postgres
+// npm run stack -- env            the service environment (for running one service by hand)
+// STACK_DIR as for npm start (default .stack in the repository).
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { REPO_ROOT, paths, readStackJson } from './config.mjs';
+import { canConnect, isAlive, processesOfStack, sleep } from './util.mjs';
+
+const stackDir = resolve(REPO_ROOT, process.env.STACK_DIR || '.stack');
+const p = paths(stackDir);
+const [command = 'status', ...rest] = process.argv.slice(2);
+
+function inventoryOrExit() {
+  const inventory = readStackJson(stackDir);
+  if (!inventory) {
+    process.stderr.write(`no stack in ${stackDir} (no stack.json); start one with npm start\n`);
+    process.exit(1);
+  }
+  return inventory;
+}
+
+function password() {
+  return readFileSync(p.pgPassword, 'utf8').trim();
+}
+
+function pidOf(name) {
+  const file = join(p.run, `${name}.pid`);
+  if (!existsSync(file)) return undefined;
+  const pid = Number(readFileSync(file, 'utf8').trim());
+  return isAlive(pid) ? pid : undefined;
+}
+
+async function nodeState(node, pw) {
+  const pg = (await import('pg')).default;
+  const client = new pg.Client({ host: node.host, port: node.port, user: 'postgres', password: pw, database: 'postgres', connectionTimeoutMillis: 2000 });
+  try {
+    await client.connect();
+    const [{ standby }] = (await client.query('SELECT pg_is_in_recovery() AS standby')).rows;
+    if (!standby) {
+      const reps = (
+        await client.query(
+          "SELECT application_name, state, sync_state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint AS lag FROM pg_stat_replication ORDER BY application_name",
+        )
+      ).rows;
+      const sync = (await client.query('SHOW synchronous_standby_names')).rows[0].synchronous_standby_names;
+      return {
+        role: 'primary',
+        detail: `sync='${sync}' ${reps.map((r) => `${r.application_name}:${r.state}/${r.sync_state}/lag=${r.lag ?? '?'}B`).join(' ') || '(no replicas streaming)'}`,
+      };
+    }
+    const wr = (await client.query('SELECT status, sender_port FROM pg_stat_wal_receiver')).rows[0];
+    const lag = (await client.query('SELECT EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float AS s')).rows[0].s;
+    return { role: 'replica', detail: wr ? `receiver ${wr.status} from port ${wr.sender_port}, last replay ${lag === null ? 'n/a' : `${lag.toFixed(1)} s ago`}` : 'no WAL receiver' };
+  } catch (error) {
+    return { role: 'down', detail: error.message };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+async function status() {
+  const inventory = inventoryOrExit();
+  const pw = password();
+  const launcher = existsSync(p.launcherLock) ? Number(readFileSync(p.launcherLock, 'utf8').trim()) : undefined;
+  console.log(`stack ${stackDir}  launcher: ${launcher && isAlive(launcher) ? `running (pid ${launcher})` : 'not running'}  mode: ${inventory.replicationMode}`);
+  for (const shard of inventory.shards) {
+    console.log(`shard ${shard.id}`);
+    const states = await Promise.all(shard.nodes.map((node) => nodeState(node, pw)));
+    shard.nodes.forEach((node, i) => console.log(`  ${node.name.padEnd(6)} ${String(node.port).padEnd(6)} ${states[i].role.padEnd(8)} ${states[i].detail}`));
+  }
+  console.log(`redis  ${inventory.redis.url}  ${(await canConnect(inventory.redis.host, inventory.redis.port)) ? 'up' : 'down'}`);
+  const [kh, kp] = inventory.kafka.brokers[0].split(':');
+  console.log(`kafka  ${inventory.kafka.brokers.join(',')}  ${(await canConnect(kh, Number(kp))) ? 'up' : 'down'}`);
+  const s = inventory.services;
+  const services = [
+    ['gateway', s.gateway.port],
+    ['writer', s.writer.httpPort],
+    ...s.readers.map((r) => [r.name, r.httpPort]),
+    ...s.monitors.map((m) => [m.name, m.httpPort]),
+  ];
+  for (const [name, port] of services) {
+    const pid = pidOf(name);
+    let health = '';
+    try {
+      const response = await fetch(`http://127.0.0.1:${port}/health/ready`, { signal: AbortSignal.timeout(1500) });
+      health = `ready=${response.status}`;
+    } catch {
+      health = 'no answer';
+    }
+    console.log(`${name.padEnd(10)} :${port}  ${pid ? `pid ${pid}` : 'not running'}  ${health}`);
+  }
+}
+
+async function stop() {
+  const launcher = existsSync(p.launcherLock) ? Number(readFileSync(p.launcherLock, 'utf8').trim()) : undefined;
+  if (launcher && isAlive(launcher)) {
+    console.log(`stopping launcher ${launcher}`);
+    process.kill(launcher, 'SIGTERM');
+    for (let i = 0; i < 360 && isAlive(launcher); i++) await sleep(500);
+    if (isAlive(launcher)) {
+      console.error('the launcher did not stop within 3 minutes');
+      process.exit(1);
+    }
+  }
+  // whatever is left without a launcher: services, Redis, Kafka by pid; PostgreSQL by pg_ctl
+  if (existsSync(p.run)) {
+    for (const file of readdirSync(p.run).filter((f) => f.endsWith('.pid') && f !== 'launcher.pid')) {
+      const pid = Number(readFileSync(join(p.run, file), 'utf8').trim());
+      if (isAlive(pid)) {
+        console.log(`stopping ${file.replace(/\.pid$/, '')} (pid ${pid})`);
+        try {
+          process.kill(-pid, 'SIGTERM');
+        } catch {
+          process.kill(pid, 'SIGTERM');
+        }
+      }
+      rmSync(join(p.run, file), { force: true });
+    }
+  }
+  const inventory = readStackJson(stackDir);
+  if (inventory) {
+    const { PgCluster } = await import('./pg.mjs');
+    const cluster = new PgCluster(inventory, { pgBin: inventory.postgres.binDir, password: password(), replicationMode: inventory.replicationMode });
+    await cluster.stopAll();
+  }
+  for (let i = 0; i < 60 && processesOfStack(stackDir).length > 0; i++) await sleep(500);
+  const left = processesOfStack(stackDir);
+  if (left.length > 0) {
+    console.error(`still running: ${left.map((x) => `${x.pid} ${x.cmdline}`).join('; ')}`);
+    process.exit(1);
+  }
+  console.log('stopped');
+}
+
+function psql(nodeName) {
+  const inventory = inventoryOrExit();
+  const node = inventory.shards.flatMap((s) => s.nodes).find((n) => n.name === nodeName);
+  if (!node) {
+    console.error(`unknown node "${nodeName}"; nodes: ${inventory.shards.flatMap((s) => s.nodes.map((n) => n.name)).join(' ')}`);
+    process.exit(2);
+  }
+  const result = spawnSync(join(inventory.postgres.binDir, 'psql'), ['-h', node.host, '-p', String(node.port), '-U', 'postgres', '-d', rest[1] || 'shortener'], {
+    stdio: 'inherit',
+    env: { ...process.env, PGPASSWORD: password() },
+  });
+  process.exit(result.status ?? 1);
+}
+
+function env() {
+  const inventory = inventoryOrExit();
+  const which = rest[0] || 'writer';
+  const serviceEnv = inventory.services.env?.[which];
+  if (!serviceEnv) {
+    console.error(`unknown service "${which}"; one of: ${Object.keys(inventory.services.env ?? {}).join(' ')}`);
+    process.exit(2);
+  }
+  const secrets = { PG_PASSWORD: password(), ADMIN_TOKEN: existsSync(p.adminToken) ? readFileSync(p.adminToken, 'utf8').trim() : '' };
+  for (const [k, v] of Object.entries(serviceEnv)) console.log(`${k}=${JSON.stringify(v === '(secret)' ? secrets[k] : v)}`);
+}
+
+switch (command) {
+  case 'status':
+    await status();
+    break;
+  case 'stop':
+    await stop();
+    break;
+  case 'psql':
+    if (!rest[0]) {
+      console.error('usage: npm run stack -- psql <node> [database]');
+      process.exit(2);
+    }
+    psql(rest[0]);
+    break;
+  case 'env':
+    env();
+    break;
+  default:
+    console.error('usage: npm run stack -- status | stop | psql <node> [database] | env [service]');
+    process.exit(2);
+}

@@ -1,0 +1,199 @@
+#!/usr/bin/env node
+// `npm test`: everything CI runs. Unit tests (root jest config, every project), then the
+// end-to-end suite against a real local stack started by tools/start.mjs in a temporary
+// STACK_DIR on ports apart from a development stack's; stops it and checks that nothing
+// of it is left. Exits non-zero if anything failed.
+//
+//   node tools/test.mjs               unit + e2e
+//   node tools/test.mjs --unit-only
+//   node tools/test.mjs --e2e-only    (also: nx run system-e2e:e2e)
+//   STACK_SKIP_SERVICES=1 node tools/test.mjs --e2e-only   infrastructure suite only (dev aid)
+//   E2E_KEEP_STACK_DIR=1              keep the temporary STACK_DIR (it is kept anyway on failure)
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { REPO_ROOT, ensureNodeModules, ensurePrerequisites } from './lib/bootstrap.mjs';
+
+const argv = new Set(process.argv.slice(2));
+const unit = !argv.has('--e2e-only');
+const e2e = !argv.has('--unit-only');
+
+const E2E_ENV = {
+  PORT: '3100',
+  PUBLIC_BASE_URL: 'http://localhost:3100',
+  PG_BASE_PORT: '17400',
+  REDIS_PORT: '17379',
+  KAFKA_PORT: '20092',
+  SERVICES_BASE_PORT: '5100',
+  SHARDS: process.env.E2E_SHARDS || '4',
+  REPLICAS: process.env.E2E_REPLICAS || '2',
+  READERS: process.env.E2E_READERS || '2',
+  REPLICATION_MODE: process.env.E2E_REPLICATION_MODE || 'quorum',
+};
+const READY_TIMEOUT_MS = Number(process.env.E2E_READY_TIMEOUT_MS || 6 * 60_000);
+
+function say(message) {
+  process.stdout.write(`[test] ${message}\n`);
+}
+
+const totals = { passed: 0, failed: 0, skipped: 0 };
+const failures = [];
+
+/** Runs jest (output forwarded); adds its counts from a --json result file. */
+function jest(args, env, label) {
+  const resultFile = join(tmpdir(), `jest-${label}-${process.pid}.json`);
+  return new Promise((resolveRun) => {
+    const child = spawn(process.execPath, [join(REPO_ROOT, 'node_modules', 'jest', 'bin', 'jest.js'), ...args, '--json', `--outputFile=${resultFile}`], {
+      cwd: REPO_ROOT,
+      env,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    child.on('exit', (code, signal) => {
+      let counted = false;
+      if (existsSync(resultFile)) {
+        try {
+          const result = JSON.parse(readFileSync(resultFile, 'utf8'));
+          totals.passed += result.numPassedTests;
+          totals.failed += result.numFailedTests;
+          totals.skipped += result.numPendingTests + (result.numTodoTests ?? 0);
+          counted = true;
+          if (result.numTotalTests === 0) failures.push(`${label}: no test ran`);
+        } catch {
+          /* counted below */
+        }
+        rmSync(resultFile, { force: true });
+      }
+      if (code !== 0) failures.push(`${label}: jest exited with ${code ?? signal}${counted ? '' : ' (no results)'}`);
+      resolveRun(code === 0);
+    });
+  });
+}
+
+function processesOf(stackDir) {
+  return import('./stack/util.mjs').then((util) => util.processesOfStack(stackDir));
+}
+
+async function portsInUse() {
+  const { canConnect } = await import('./stack/util.mjs');
+  const ports = [Number(E2E_ENV.PORT), Number(E2E_ENV.REDIS_PORT), Number(E2E_ENV.KAFKA_PORT), Number(E2E_ENV.KAFKA_PORT) + 1, Number(E2E_ENV.PG_BASE_PORT), Number(E2E_ENV.SERVICES_BASE_PORT)];
+  const busy = [];
+  for (const port of ports) if (await canConnect('127.0.0.1', port, 500)) busy.push(port);
+  return busy;
+}
+
+function tail(file, lines = 40) {
+  if (!existsSync(file)) return '';
+  return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+async function runE2e() {
+  const busy = await portsInUse();
+  if (busy.length > 0) {
+    failures.push(`e2e: ports ${busy.join(', ')} are in use (another test stack still running?)`);
+    return;
+  }
+  const stackDir = mkdtempSync(join(tmpdir(), 'shortener-e2e-'));
+  say(`starting a test stack in ${stackDir}`);
+  const t0 = Date.now();
+  const launcher = spawn(process.execPath, [join(REPO_ROOT, 'tools', 'start.mjs')], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...E2E_ENV, STACK_DIR: stackDir, ADMIN_TOKEN: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise((resolveExit) => launcher.on('exit', (code, signal) => resolveExit({ code, signal })));
+  let ready = false;
+  const readyLine = new Promise((resolveReady) => {
+    createInterface({ input: launcher.stdout }).on('line', (line) => {
+      process.stdout.write(`[stack] ${line}\n`);
+      if (!ready && line.startsWith('ready: ')) {
+        ready = true;
+        resolveReady(line.slice('ready: '.length));
+      }
+    });
+    createInterface({ input: launcher.stderr }).on('line', (line) => process.stderr.write(`[stack] ${line}\n`));
+  });
+  let timer;
+  const outcome = await Promise.race([
+    readyLine.then((url) => ({ ready: url })),
+    exited.then((exit) => ({ exit })),
+    new Promise((r) => (timer = setTimeout(() => r({ timeout: true }), READY_TIMEOUT_MS))),
+  ]);
+  clearTimeout(timer);
+  let ok = true;
+  if (outcome.ready) {
+    say(`stack ready in ${((Date.now() - t0) / 1000).toFixed(1)} s at ${outcome.ready}`);
+    const adminToken = readFileSync(join(stackDir, 'admin-token'), 'utf8').trim();
+    const args = ['--config', 'apps/system-e2e/jest.config.ts', '--runInBand'];
+    if (process.env.STACK_SKIP_SERVICES && process.env.STACK_SKIP_SERVICES !== '0') {
+      say('STACK_SKIP_SERVICES is set: running the infrastructure suite only');
+      args.push('--testPathPatterns', 'stack\\.e2e-spec');
+    }
+    ok = await jest(args, { ...process.env, E2E_BASE_URL: `http://127.0.0.1:${E2E_ENV.PORT}`, E2E_STACK_DIR: stackDir, E2E_ADMIN_TOKEN: adminToken }, 'e2e');
+  } else {
+    ok = false;
+    failures.push(outcome.timeout ? `e2e: the stack was not ready within ${READY_TIMEOUT_MS / 1000} s` : `e2e: the launcher exited before ready (${JSON.stringify(outcome.exit)})`);
+  }
+
+  // stop it and check that nothing of it is left
+  const tStop = Date.now();
+  if (launcher.exitCode === null && launcher.signalCode === null) launcher.kill('SIGTERM');
+  const stopTimeout = new Promise((r) => setTimeout(() => r('timeout'), 180_000));
+  const stopped = await Promise.race([exited, stopTimeout]);
+  if (stopped === 'timeout') {
+    failures.push('e2e: the launcher did not stop within 180 s of SIGTERM');
+    launcher.kill('SIGKILL');
+    ok = false;
+  } else {
+    say(`stack stopped in ${((Date.now() - tStop) / 1000).toFixed(1)} s (launcher exit ${stopped.code ?? stopped.signal})`);
+    if (outcome.ready && stopped.code !== 0) {
+      failures.push(`e2e: the launcher exited with ${stopped.code ?? stopped.signal} after SIGTERM`);
+      ok = false;
+    }
+  }
+  let left = await processesOf(stackDir);
+  for (let i = 0; i < 10 && left.length > 0; i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    left = await processesOf(stackDir);
+  }
+  if (left.length > 0) {
+    failures.push(`e2e: processes of the test stack left after stop: ${left.map((p) => `${p.pid} ${p.cmdline}`).join('; ')}`);
+    ok = false;
+    for (const proc of left) {
+      try {
+        process.kill(proc.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  } else {
+    say('no process of the test stack is left');
+  }
+
+  if (!ok) {
+    for (const name of ['launcher', 'gateway', 'writer', 'reader-0', 'monitor-0', 'build', 'migrate', 'kafka']) {
+      const text = tail(join(stackDir, 'logs', `${name}.log`), 25);
+      if (text) process.stdout.write(`\n[test] --- last lines of ${name}.log ---\n${text}\n`);
+    }
+    say(`kept ${stackDir} for inspection`);
+  } else if (process.env.E2E_KEEP_STACK_DIR) {
+    say(`kept ${stackDir}`);
+  } else {
+    rmSync(stackDir, { recursive: true, force: true });
+  }
+}
+
+ensureNodeModules();
+if (e2e) ensurePrerequisites();
+if (unit) {
+  say('unit tests');
+  await jest(['--config', 'jest.config.ts'], { ...process.env }, 'unit');
+}
+if (e2e) {
+  say('end-to-end tests');
+  await runE2e();
+}
+for (const failure of failures) say(`FAILED ${failure}`);
+process.stdout.write(`total: ${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped\n`);
+process.exit(failures.length > 0 || totals.failed > 0 ? 1 : 0);
