@@ -12,5 +12,8 @@ const projects = roots.flatMap((root) =>
         .filter((config) => existsSync(config))
     : [],
 );
+// Static checks of docker/ and k8s/ (deploy/checks): no stack needed.
+const deployChecks = join(__dirname, 'deploy', 'checks', 'jest.config.ts');
+if (existsSync(deployChecks)) projects.push(deployChecks);
 
 export default { projects };

@@ -37,7 +37,15 @@ export function parseYamlDocuments(text: string, source = '(text)'): unknown[] {
   if (problems.length > 0) {
     throw new Error(`${source}: ${problems.map((problem) => problem.message).join('\n')}`);
   }
-  return list.map((document) => document.toJS({ maxAliasCount: 1000 })).filter((value) => value !== null);
+  return list
+    .map((document) => {
+      try {
+        return document.toJS({ maxAliasCount: 1000 }) as unknown;
+      } catch (error) {
+        throw new Error(`${source}: ${(error as Error).message}`);
+      }
+    })
+    .filter((value) => value !== null);
 }
 
 export function loadYamlFile(file: string): unknown[] {
