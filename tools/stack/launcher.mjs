@@ -306,7 +306,11 @@ function startServices(state, config, inventory, envs) {
   ];
   for (const spec of specs) {
     const main = entry(spec.app);
-    if (!existsSync(main)) throw new Error(`${main} does not exist after the build`);
+    if (!existsSync(main)) {
+      // an app not written yet: the rest of the stack still starts (readiness is the gateway's)
+      log('error', `${spec.name} not started: ${main} does not exist after the build`, {}, { important: true });
+      continue;
+    }
     const service = new Supervised({
       name: spec.name,
       command: process.execPath,
@@ -319,7 +323,7 @@ function startServices(state, config, inventory, envs) {
     state.services.push(service);
     service.start();
   }
-  log('info', 'services started', { services: specs.map((s) => s.name) });
+  log('info', 'services started', { services: state.services.map((s) => s.name) });
 }
 
 // run directly: node tools/stack/launcher.mjs (tools/start.mjs is the checked entry point)
