@@ -6,3 +6,4 @@ export * from './event-producer';
 export * from './kafka';
 export * from './outbox-relay';
 export * from './topology-channel';
+export * from './leader-election';

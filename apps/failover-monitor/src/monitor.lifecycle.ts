@@ -1,0 +1,84 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import type { MonitorEnvironment } from '@shortener/config';
+import { LeaderElection, readLatestTopology, TopologyPublisher, type ClusterView } from '@shortener/events';
+import { ReadinessRegistry } from '@shortener/observability';
+import type { Kafka } from 'kafkajs';
+import { PinoLogger } from 'nestjs-pino';
+import { FailoverCoordinator } from './failover-coordinator';
+import type { NodeControl } from './node-control';
+import { CLUSTER_VIEW, KAFKA, MONITOR_CONFIG, NODE_CONTROL } from './monitor.constants';
+
+@Injectable()
+export class MonitorLifecycle implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly publisher: TopologyPublisher;
+  private readonly election: LeaderElection;
+  private readonly coordinator: FailoverCoordinator;
+  private leading = false;
+
+  constructor(
+    @Inject(MONITOR_CONFIG) private readonly config: MonitorEnvironment,
+    @Inject(CLUSTER_VIEW) private readonly cluster: ClusterView,
+    @Inject(KAFKA) private readonly kafka: Kafka,
+    @Inject(NODE_CONTROL) control: NodeControl,
+    private readonly readiness: ReadinessRegistry,
+    private readonly logger: PinoLogger,
+  ) {
+    logger.setContext('failover-monitor');
+    this.publisher = new TopologyPublisher(kafka);
+    this.election = new LeaderElection(
+      kafka,
+      (command) => this.coordinator.handleCommand(command),
+      (leader) => void this.onLeadership(leader),
+    );
+    this.coordinator = new FailoverCoordinator({
+      pools: cluster.pools,
+      control,
+      publish: (topology) => this.publisher.publish(topology),
+      isLeader: () => this.leading && this.election.isLeader(),
+      log: (level, message, extra) => this.logger[level]({ monitor: config.MONITOR_ID, ...extra }, message),
+    });
+  }
+
+  onApplicationBootstrap(): void {
+    this.cluster.start();
+    this.coordinator.start();
+    const join = () =>
+      this.election.start().catch((error: Error) => {
+        this.logger.warn({ err: error.message }, 'could not join the monitor group; retrying');
+        void this.election.stop();
+        setTimeout(join, 2000).unref();
+      });
+    void join();
+    this.readiness.add('kafka-group', async () => this.election.isLeader() || this.cluster.hasPublishedTopology);
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.coordinator.stop();
+    await this.election.stop();
+    await this.publisher.stop();
+    await this.cluster.stop();
+  }
+
+  /** Taking the lead: fence any older leader's producer, then publish a topology if none exists. */
+  private async onLeadership(leader: boolean): Promise<void> {
+    this.logger.info({ monitor: this.config.MONITOR_ID, leader }, leader ? 'leading' : 'following');
+    if (!leader) {
+      this.leading = false;
+      await this.publisher.stop();
+      return;
+    }
+    try {
+      await this.publisher.start();
+      const latest = await readLatestTopology(this.kafka);
+      if (latest) this.cluster.pools.apply(latest);
+      else {
+        const topology = await this.coordinator.publishInitialTopology(this.config.SHARD_NODES);
+        this.logger.info({ epoch: topology.epoch }, 'published the first topology');
+      }
+      this.leading = true;
+    } catch (error) {
+      this.logger.error({ err: (error as Error).message }, 'could not take the lead; retrying');
+      setTimeout(() => void (this.election.isLeader() && this.onLeadership(true)), 2000).unref();
+    }
+  }
+}

@@ -1,0 +1,54 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import type { MonitorEnvironment } from '@shortener/config';
+import { ClusterView, createKafka } from '@shortener/events';
+import { ObservabilityModule } from '@shortener/observability';
+import type { Kafka } from 'kafkajs';
+import pino from 'pino';
+import { KubernetesNodeControl } from './kubernetes-node-control';
+import { LocalNodeControl } from './local-node-control';
+import { MonitorLifecycle } from './monitor.lifecycle';
+import { CLUSTER_VIEW, KAFKA, MONITOR_CONFIG, NODE_CONTROL } from './monitor.constants';
+
+@Module({})
+export class MonitorModule {
+  static forRoot(config: MonitorEnvironment): DynamicModule {
+    const log = pino({ level: config.LOG_LEVEL, base: { service: 'failover-monitor', monitor: config.MONITOR_ID, pid: process.pid } });
+    if (config.NODE_CONTROL === 'local' && !config.STACK_DIR) {
+      throw new Error('Invalid environment variables: STACK_DIR: required when NODE_CONTROL=local');
+    }
+    return {
+      module: MonitorModule,
+      imports: [ObservabilityModule.forService({ service: 'failover-monitor', logLevel: config.LOG_LEVEL })],
+      providers: [
+        { provide: MONITOR_CONFIG, useValue: config },
+        {
+          provide: KAFKA,
+          useFactory: () =>
+            createKafka(config.KAFKA_BROKERS, `failover-monitor-${config.MONITOR_ID}`, (level, msg, extra) => log[level](extra, msg)),
+        },
+        {
+          provide: CLUSTER_VIEW,
+          inject: [KAFKA],
+          useFactory: (kafka: Kafka) =>
+            new ClusterView(kafka, {
+              service: `monitor-${config.MONITOR_ID}`,
+              shards: config.SHARD_NODES,
+              replicationMode: config.REPLICATION_MODE,
+              credentials: { user: config.PG_USER, password: config.PG_PASSWORD, database: config.PG_DATABASE },
+              sizing: { max: 2, connectTimeoutMs: 800, statementTimeoutMs: 800, applicationName: 'failover-monitor' },
+              onTopology: (topology) => log.info({ epoch: topology.epoch }, 'topology applied'),
+              onError: (error) => log.debug({ err: error.message }, 'cluster view'),
+            }),
+        },
+        {
+          provide: NODE_CONTROL,
+          useFactory: () =>
+            config.NODE_CONTROL === 'kubernetes'
+              ? new KubernetesNodeControl()
+              : new LocalNodeControl(config.STACK_DIR!, (message, extra) => log.info(extra ?? {}, message)),
+        },
+        MonitorLifecycle,
+      ],
+    };
+  }
+}

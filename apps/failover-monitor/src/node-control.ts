@@ -1,0 +1,18 @@
+import type { NodeAddress } from '@shortener/topology';
+
+/**
+ * What the monitor does to database nodes beyond SQL. Locally: processes and data
+ * directories under STACK_DIR. In Kubernetes: pods of the shard's StatefulSet (see
+ * k8s/README.md), with the same four verbs.
+ */
+export interface NodeControl {
+  /** After this the node accepts no write: it is stopped, killed if it does not answer. */
+  fence(node: string): Promise<void>;
+  /** Brings a node back as a standby of `primary` (pg_rewind, or a new base backup) and starts it. */
+  rejoin(node: string, primary: NodeAddress): Promise<void>;
+  /** Starts a stopped node as it is (a standby that died). */
+  start(node: string): Promise<void>;
+  /** Clean shutdown: a primary first sends all its WAL to its standbys. */
+  stop(node: string): Promise<void>;
+  isRunning(node: string): Promise<boolean>;
+}
