@@ -122,14 +122,15 @@ export function isAlive(pid) {
 }
 
 /**
- * Every live process that belongs to the stack in `stackDir`: started with
- * SHORTENER_STACK_DIR or STACK_DIR equal to it in its environment, or with the directory
- * in its command line (a postgres started by anybody with `-D <stackDir>/pg/...`).
+ * Every live process that belongs to the stack in `stackDir`: started by the launcher
+ * (SHORTENER_STACK_DIR in its environment), with the directory in its command line
+ * (pg_ctl, pg_rewind, ... run by anybody), or working in it (every postgres process).
  */
 export function processesOfStack(stackDir, { exclude = ancestors() } = {}) {
   const found = [];
   if (!existsSync('/proc')) return found;
-  const markers = [`SHORTENER_STACK_DIR=${stackDir}`, `STACK_DIR=${stackDir}`];
+  // not STACK_DIR=: a CLI or a test runner pointed at the stack has that too
+  const markers = [`SHORTENER_STACK_DIR=${stackDir}`];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const pid = Number(entry);
