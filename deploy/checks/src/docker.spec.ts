@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { commandOf, loadCompose } from './compose';
@@ -30,6 +30,13 @@ describe('docker/Dockerfile', () => {
     for (const service of serviceNames) expect(build.include).toContain(`apps/${service}/src/**/*.ts`);
     expect(build.include).toContain('libs/*/src/**/*.ts');
     expect(JSON.parse(readRepoFile('package.json')).scripts.build).toMatch(/tsc -p tsconfig\.build\.json && tsc-alias -p tsconfig\.build\.json/);
+  });
+
+  it('every entry point the images run has its source (dist/X.js comes from X.ts)', () => {
+    for (const script of [...serviceNames.map(mainScript), 'dist/libs/db/src/migrate.cli.js']) {
+      const source = script.replace(/^dist\//, '').replace(/\.js$/, '.ts');
+      expect({ script, source: existsSync(repoPath(source)) }).toEqual({ script, source: true });
+    }
   });
 
   it.each(serviceNames)('has a stage for %s: entry point, health check on its HTTP port variable, non-root', (service) => {

@@ -30,7 +30,6 @@ export function validateAgainstSchema(object: unknown): string[] {
   const candidate = object as KubernetesObject;
   const module = modelModule(candidate ?? {});
   if (!module) return [`unknown apiVersion/kind: ${candidate?.apiVersion}/${candidate?.kind}`];
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const exported = require(`kubernetes-models/${module}`) as Record<string, new (data: unknown) => Model>;
   const Model = exported[candidate.kind];
   try {

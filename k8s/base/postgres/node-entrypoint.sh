@@ -50,7 +50,7 @@ if [ "$(id -u)" = "0" ]; then
   mkdir -p "$PGDATA"
   chown -R postgres:postgres "$PGDATA"
   chmod 700 "$PGDATA"
-  exec gosu postgres "$BASH_SOURCE" "$@"
+  exec gosu postgres bash "${BASH_SOURCE[0]}" "$@"
 fi
 
 export PGPASSWORD="${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is required}"
@@ -78,8 +78,10 @@ ensure_slot() {
 }
 
 follow() {
-  # pg_basebackup/pg_rewind -R wrote standby.signal and primary_conninfo; name the node
-  # and its slot explicitly (later lines of postgresql.auto.conf win).
+  # pg_basebackup/pg_rewind copied the source's postgresql.auto.conf: drop the settings
+  # that belong to one node, then name this node, its primary and its slot.
+  sed -i -E '/^(primary_conninfo|primary_slot_name|cluster_name|default_transaction_read_only)[[:space:]]*=/d' \
+    "$PGDATA/postgresql.auto.conf"
   {
     echo "primary_conninfo = '$(conninfo "$1")'"
     echo "primary_slot_name = '$node_name'"
