@@ -165,7 +165,7 @@ function render(folder: string, options: RenderOptions, files: string[], notes: 
     const namespace = kustomization.namespace;
     objects = objects.map((object) => {
       if (clusterScoped.has(object.kind)) return object;
-      const copy = { ...object, metadata: { ...object.metadata, namespace } };
+      const copy: KubernetesObject = { ...object, metadata: { ...object.metadata, namespace } };
       if (object.kind === 'RoleBinding' || object.kind === 'ClusterRoleBinding') {
         copy.subjects = ((object.subjects as { kind: string; namespace?: string }[]) ?? []).map((subject) =>
           subject.kind === 'ServiceAccount' ? { ...subject, namespace } : subject,
