@@ -9,7 +9,9 @@ const url =
   process.argv[2] ||
   `http://127.0.0.1:${process.env[process.env.HEALTH_PORT_VARIABLE || 'HTTP_PORT'] || process.env.PORT || 3000}/health/live`;
 
-fetch(url, { signal: AbortSignal.timeout(Number(process.env.HEALTHCHECK_TIMEOUT_MS || 2500)) }).then(
+fetch(url, {
+  signal: AbortSignal.timeout(Number(process.env.HEALTHCHECK_TIMEOUT_MS || 2500)),
+}).then(
   (response) => process.exit(response.ok ? 0 : 1),
   () => process.exit(1),
 );

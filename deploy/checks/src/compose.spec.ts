@@ -1,6 +1,13 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { commandOf, composeFile, interpolate, loadCompose, validateCompose, type ComposeDocument } from './compose';
+import {
+  commandOf,
+  composeFile,
+  interpolate,
+  loadCompose,
+  validateCompose,
+  type ComposeDocument,
+} from './compose';
 import { clone, repoPath } from './files';
 
 describe('docker/compose.yaml', () => {
@@ -13,7 +20,8 @@ describe('docker/compose.yaml', () => {
 
   it('is rejected by the schema when broken', () => {
     const misspelt = clone(compose) as ComposeDocument;
-    (misspelt.services.writer as Record<string, unknown>).helthcheck = misspelt.services.writer.healthcheck;
+    (misspelt.services.writer as Record<string, unknown>).helthcheck =
+      misspelt.services.writer.healthcheck;
     expect(validateCompose(misspelt).join('\n')).toMatch(/helthcheck/);
 
     const badCondition = clone(compose) as ComposeDocument;
@@ -26,17 +34,30 @@ describe('docker/compose.yaml', () => {
   });
 
   it('only the gateway publishes a port', () => {
-    const publishing = services.filter(([, service]) => (service.ports ?? []).length > 0).map(([name]) => name);
+    const publishing = services
+      .filter(([, service]) => (service.ports ?? []).length > 0)
+      .map(([name]) => name);
     expect(publishing).toEqual(['gateway']);
   });
 
   it('depends_on names existing services with conditions they can meet', () => {
     for (const [name, service] of services) {
-      for (const [dependency, { condition }] of Object.entries((service.depends_on ?? {}) as Record<string, { condition: string }>)) {
+      for (const [dependency, { condition }] of Object.entries(
+        (service.depends_on ?? {}) as Record<string, { condition: string }>,
+      )) {
         const target = compose.services[dependency];
-        expect({ name, dependency, exists: Boolean(target) }).toEqual({ name, dependency, exists: true });
-        if (condition === 'service_healthy') expect({ dependency, healthcheck: Boolean(target.healthcheck) }).toEqual({ dependency, healthcheck: true });
-        if (condition === 'service_completed_successfully') expect({ dependency, restart: target.restart }).toEqual({ dependency, restart: 'no' });
+        expect({ name, dependency, exists: Boolean(target) }).toEqual({
+          name,
+          dependency,
+          exists: true,
+        });
+        if (condition === 'service_healthy')
+          expect({ dependency, healthcheck: Boolean(target.healthcheck) }).toEqual({
+            dependency,
+            healthcheck: true,
+          });
+        if (condition === 'service_completed_successfully')
+          expect({ dependency, restart: target.restart }).toEqual({ dependency, restart: 'no' });
       }
     }
   });
@@ -44,7 +65,9 @@ describe('docker/compose.yaml', () => {
   it('gives every long-running service a health check and a restart policy', () => {
     for (const [name, service] of services) {
       if (service.restart === 'no') continue;
-      expect({ name, healthcheck: Boolean(service.healthcheck), restart: service.restart }).toEqual({ name, healthcheck: true, restart: 'unless-stopped' });
+      expect({ name, healthcheck: Boolean(service.healthcheck), restart: service.restart }).toEqual(
+        { name, healthcheck: true, restart: 'unless-stopped' },
+      );
     }
   });
 
@@ -52,8 +75,18 @@ describe('docker/compose.yaml', () => {
     for (const [name, service] of services) {
       for (const volume of service.volumes ?? []) {
         const source = typeof volume === 'string' ? volume.split(':')[0] : String(volume.source);
-        if (source.startsWith('.')) expect({ name, source, exists: existsSync(join(repoPath('docker'), source)) }).toEqual({ name, source, exists: true });
-        else expect({ name, source, declared: source in (compose.volumes ?? {}) }).toEqual({ name, source, declared: true });
+        if (source.startsWith('.'))
+          expect({ name, source, exists: existsSync(join(repoPath('docker'), source)) }).toEqual({
+            name,
+            source,
+            exists: true,
+          });
+        else
+          expect({ name, source, declared: source in (compose.volumes ?? {}) }).toEqual({
+            name,
+            source,
+            declared: true,
+          });
       }
     }
   });
@@ -65,9 +98,17 @@ describe('docker/compose.yaml', () => {
       expect(service.image).toBe('postgres:15');
       expect(service.hostname).toBe(name);
       expect(service.entrypoint).toEqual(['bash', '/opt/shortener/node-entrypoint.sh']);
-      expect(service.volumes).toEqual(expect.arrayContaining(['./postgres/node-entrypoint.sh:/opt/shortener/node-entrypoint.sh:ro', './postgres/initdb:/docker-entrypoint-initdb.d:ro']));
+      expect(service.volumes).toEqual(
+        expect.arrayContaining([
+          './postgres/node-entrypoint.sh:/opt/shortener/node-entrypoint.sh:ro',
+          './postgres/initdb:/docker-entrypoint-initdb.d:ro',
+        ]),
+      );
       const index = Number(/n(\d+)$/.exec(name)![1]);
-      if (index > 0) expect(service.depends_on).toEqual({ [name.replace(/n\d+$/, 'n0')]: { condition: 'service_healthy' } });
+      if (index > 0)
+        expect(service.depends_on).toEqual({
+          [name.replace(/n\d+$/, 'n0')]: { condition: 'service_healthy' },
+        });
     }
   });
 
@@ -76,7 +117,9 @@ describe('docker/compose.yaml', () => {
     expect(script).toMatch(/--topic url\.events --partitions 6/);
     expect(script).toMatch(/--topic url\.clicks --partitions 6/);
     expect(script).toMatch(/--topic cluster\.topology --partitions 1 .*cleanup\.policy=compact/);
-    expect(compose.services.kafka.environment).toMatchObject({ KAFKA_PROCESS_ROLES: 'broker,controller' });
+    expect(compose.services.kafka.environment).toMatchObject({
+      KAFKA_PROCESS_ROLES: 'broker,controller',
+    });
   });
 
   it('interpolates like docker compose', () => {

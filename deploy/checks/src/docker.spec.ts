@@ -3,7 +3,15 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { commandOf, loadCompose } from './compose';
-import { environmentOf, execForm, expandArgs, instructions, loadDockerfile, parseDockerfile, stageNamed } from './dockerfile';
+import {
+  environmentOf,
+  execForm,
+  expandArgs,
+  instructions,
+  loadDockerfile,
+  parseDockerfile,
+  stageNamed,
+} from './dockerfile';
 import { mainScript, serviceEnvironments, serviceNames } from './environment';
 import { readRepoFile, repoPath } from './files';
 import { containersOf, renderKustomization } from './kustomize';
@@ -15,21 +23,36 @@ describe('docker/Dockerfile', () => {
     expect(dockerfile.globalArgs.NODE_IMAGE).toBe('node:20-bookworm-slim');
     const builder = stageNamed(dockerfile, 'builder')!;
     expect(expandArgs(builder.from, dockerfile.globalArgs)).toBe('node:20-bookworm-slim');
-    expect(instructions(builder, 'RUN').map((run) => run.value).join('\n')).toMatch(/npm ci[\s\S]*npm run build/);
+    expect(
+      instructions(builder, 'RUN')
+        .map((run) => run.value)
+        .join('\n'),
+    ).toMatch(/npm ci[\s\S]*npm run build/);
     const deps = stageNamed(dockerfile, 'deps')!;
     expect(instructions(deps, 'RUN')[0].value).toMatch(/npm ci --omit=dev/);
     const runtime = stageNamed(dockerfile, 'runtime')!;
     expect(expandArgs(runtime.from, dockerfile.globalArgs)).toBe('node:20-bookworm-slim');
-    expect(instructions(runtime, 'COPY').map((copy) => copy.value)).toEqual(expect.arrayContaining(['--from=builder /src/dist ./dist', '--from=deps /app/node_modules ./node_modules']));
+    expect(instructions(runtime, 'COPY').map((copy) => copy.value)).toEqual(
+      expect.arrayContaining([
+        '--from=builder /src/dist ./dist',
+        '--from=deps /app/node_modules ./node_modules',
+      ]),
+    );
     expect(instructions(runtime, 'USER').pop()?.value).toBe('node');
   });
 
   it('the tsc build writes the layout the images run (tsconfig.build.json: rootDir ., outDir dist)', () => {
-    const build = JSON.parse(readRepoFile('tsconfig.build.json')) as { compilerOptions: { outDir: string }; include: string[] };
+    const build = JSON.parse(readRepoFile('tsconfig.build.json')) as {
+      compilerOptions: { outDir: string };
+      include: string[];
+    };
     expect(build.compilerOptions.outDir).toBe('dist');
-    for (const service of serviceNames) expect(build.include).toContain(`apps/${service}/src/**/*.ts`);
+    for (const service of serviceNames)
+      expect(build.include).toContain(`apps/${service}/src/**/*.ts`);
     expect(build.include).toContain('libs/*/src/**/*.ts');
-    expect(JSON.parse(readRepoFile('package.json')).scripts.build).toMatch(/tsc -p tsconfig\.build\.json && tsc-alias -p tsconfig\.build\.json/);
+    expect(JSON.parse(readRepoFile('package.json')).scripts.build).toMatch(
+      /tsc -p tsconfig\.build\.json && tsc-alias -p tsconfig\.build\.json/,
+    );
   });
 
   it('every entry point the images run has its source (dist/X.js comes from X.ts)', () => {
@@ -39,21 +62,35 @@ describe('docker/Dockerfile', () => {
     }
   });
 
-  it.each(serviceNames)('has a stage for %s: entry point, health check on its HTTP port variable, non-root', (service) => {
-    const stage = stageNamed(dockerfile, `app-${service}`)!;
-    expect(stage.from).toBe('runtime');
-    expect(execForm(instructions(stage, 'CMD').pop())).toEqual(['node', mainScript(service)]);
-    expect(execForm(instructions(stage, 'HEALTHCHECK').pop())).toEqual(['node', '/app/healthcheck.js']);
-    const environment = environmentOf(stage);
-    expect(environment.HEALTH_PORT_VARIABLE).toBe(serviceEnvironments[service].httpPortVariable);
-    expect(instructions(stage, 'EXPOSE').map((expose) => expose.value).join(' ')).toContain(environment[serviceEnvironments[service].httpPortVariable]);
-    const user = instructions(stage, 'USER').pop()?.value;
-    expect(user === undefined || user === 'node').toBe(true);
-  });
+  it.each(serviceNames)(
+    'has a stage for %s: entry point, health check on its HTTP port variable, non-root',
+    (service) => {
+      const stage = stageNamed(dockerfile, `app-${service}`)!;
+      expect(stage.from).toBe('runtime');
+      expect(execForm(instructions(stage, 'CMD').pop())).toEqual(['node', mainScript(service)]);
+      expect(execForm(instructions(stage, 'HEALTHCHECK').pop())).toEqual([
+        'node',
+        '/app/healthcheck.js',
+      ]);
+      const environment = environmentOf(stage);
+      expect(environment.HEALTH_PORT_VARIABLE).toBe(serviceEnvironments[service].httpPortVariable);
+      expect(
+        instructions(stage, 'EXPOSE')
+          .map((expose) => expose.value)
+          .join(' '),
+      ).toContain(environment[serviceEnvironments[service].httpPortVariable]);
+      const user = instructions(stage, 'USER').pop()?.value;
+      expect(user === undefined || user === 'node').toBe(true);
+    },
+  );
 
   it('gives the failover monitor the PostgreSQL 15 client tools', () => {
     const stage = stageNamed(dockerfile, 'app-failover-monitor')!;
-    expect(instructions(stage, 'RUN').map((run) => run.value).join('\n')).toMatch(/apt-get install .*postgresql-client-15/);
+    expect(
+      instructions(stage, 'RUN')
+        .map((run) => run.value)
+        .join('\n'),
+    ).toMatch(/apt-get install .*postgresql-client-15/);
   });
 
   it('ends with the stage picked by --build-arg APP', () => {
@@ -68,9 +105,14 @@ describe('docker/Dockerfile', () => {
       const app = service.build?.args?.APP;
       if (!app || name === 'migrate') continue;
       const cmd = execForm(instructions(stageNamed(dockerfile, `app-${app}`)!, 'CMD').pop())!;
-      expect({ name, script: commandOf(service).pop() }).toEqual({ name, script: cmd[cmd.length - 1] });
+      expect({ name, script: commandOf(service).pop() }).toEqual({
+        name,
+        script: cmd[cmd.length - 1],
+      });
     }
-    for (const object of renderKustomization('k8s/overlays/local').objects.filter((candidate) => candidate.kind === 'Deployment')) {
+    for (const object of renderKustomization('k8s/overlays/local').objects.filter(
+      (candidate) => candidate.kind === 'Deployment',
+    )) {
       for (const container of containersOf(object)) {
         const stage = stageNamed(dockerfile, `app-${object.metadata.name}`);
         if (!stage) continue;
@@ -82,7 +124,9 @@ describe('docker/Dockerfile', () => {
   it('parser rejects what it cannot read', () => {
     expect(() => parseDockerfile('RUN echo before from\n')).toThrow(/only ARG/);
     expect(() => parseDockerfile('FROM a\nRUN x \\')).toThrow(/continued line/);
-    const parsed = parseDockerfile('ARG X=1\nFROM img:${X} AS one\n# comment\nRUN a \\\n  b\nCMD ["node", "x.js"]\n');
+    const parsed = parseDockerfile(
+      'ARG X=1\nFROM img:${X} AS one\n# comment\nRUN a \\\n  b\nCMD ["node", "x.js"]\n',
+    );
     expect(parsed.stages[0].instructions[0].value).toBe('a b');
     expect(execForm(parsed.stages[0].instructions[1])).toEqual(['node', 'x.js']);
   });
@@ -109,7 +153,10 @@ describe('docker/healthcheck.js', () => {
   const run = (env: Record<string, string>, args: string[] = []) =>
     new Promise<number | null>((resolve) => {
       const { spawn } = require('node:child_process') as typeof import('node:child_process');
-      const child = spawn(process.execPath, [repoPath('docker/healthcheck.js'), ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: 'ignore' });
+      const child = spawn(process.execPath, [repoPath('docker/healthcheck.js'), ...args], {
+        env: { PATH: process.env.PATH ?? '', ...env },
+        stdio: 'ignore',
+      });
       child.on('exit', (code) => resolve(code));
     });
 
@@ -135,7 +182,9 @@ describe('PostgreSQL node scripts', () => {
   ];
 
   it.each(pairs)('%s and %s are the same file', (dockerCopy, kubernetesCopy) => {
-    expect(readFileSync(repoPath(kubernetesCopy), 'utf8')).toBe(readFileSync(repoPath(dockerCopy), 'utf8'));
+    expect(readFileSync(repoPath(kubernetesCopy), 'utf8')).toBe(
+      readFileSync(repoPath(dockerCopy), 'utf8'),
+    );
   });
 
   it.each(pairs.map(([file]) => file))('%s is valid bash', (file) => {
@@ -146,7 +195,13 @@ describe('PostgreSQL node scripts', () => {
 
   it('sets up quorum replication, replication access and the node names of runtime.md', () => {
     const init = readRepoFile('docker/postgres/initdb/10-replication.sh');
-    for (const setting of ["wal_level = 'replica'", "hot_standby = 'on'", "wal_log_hints = 'on'", 'synchronous_standby_names']) expect(init).toContain(setting);
+    for (const setting of [
+      "wal_level = 'replica'",
+      "hot_standby = 'on'",
+      "wal_log_hints = 'on'",
+      'synchronous_standby_names',
+    ])
+      expect(init).toContain(setting);
     expect(init).toMatch(/quorum\) sync_names="ANY 1 \(/);
     expect(init).toContain('host replication all all scram-sha-256');
     const entrypoint = readRepoFile('docker/postgres/node-entrypoint.sh');
@@ -158,7 +213,11 @@ describe('PostgreSQL node scripts', () => {
   it('refuses a host name it cannot map to a node, before touching anything', () => {
     const result = spawnSync('bash', [repoPath('docker/postgres/node-entrypoint.sh'), 'postgres'], {
       encoding: 'utf8',
-      env: { PATH: process.env.PATH ?? '', PG_HOSTNAME: 'db-primary', PGDATA: '/nonexistent/pgdata' },
+      env: {
+        PATH: process.env.PATH ?? '',
+        PG_HOSTNAME: 'db-primary',
+        PGDATA: '/nonexistent/pgdata',
+      },
     });
     expect(result.status).toBe(64);
     expect(result.stderr).toMatch(/cannot tell shard and index/);

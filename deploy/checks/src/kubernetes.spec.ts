@@ -1,9 +1,22 @@
 import { clone, listYamlFiles, loadYamlFile } from './files';
 import { typeCheckObjects, validateAgainstSchema } from './kubernetes';
-import { containersOf, isKustomizationFile, kustomizationRoots, overlays, renderKustomization, strategicMerge, type KubernetesObject } from './kustomize';
+import {
+  containersOf,
+  isKustomizationFile,
+  kustomizationRoots,
+  overlays,
+  renderKustomization,
+  strategicMerge,
+  type KubernetesObject,
+} from './kustomize';
 
 describe('Kubernetes manifests', () => {
-  const rendered = Object.fromEntries(kustomizationRoots.map((root) => [root, renderKustomization(root, { allowExampleEnvFiles: true })]));
+  const rendered = Object.fromEntries(
+    kustomizationRoots.map((root) => [
+      root,
+      renderKustomization(root, { allowExampleEnvFiles: true }),
+    ]),
+  );
 
   it.each(kustomizationRoots)('%s renders', (root) => {
     expect(rendered[root].objects.length).toBeGreaterThan(20);
@@ -15,15 +28,26 @@ describe('Kubernetes manifests', () => {
     expect(stray).toEqual([]);
   });
 
-  it.each(kustomizationRoots)('every object of %s is valid against the Kubernetes schemas', (root) => {
-    const problems = rendered[root].objects.map((object) => ({ object: `${object.kind}/${object.metadata.name}`, problems: validateAgainstSchema(object) })).filter((entry) => entry.problems.length > 0);
-    expect(problems).toEqual([]);
-  });
+  it.each(kustomizationRoots)(
+    'every object of %s is valid against the Kubernetes schemas',
+    (root) => {
+      const problems = rendered[root].objects
+        .map((object) => ({
+          object: `${object.kind}/${object.metadata.name}`,
+          problems: validateAgainstSchema(object),
+        }))
+        .filter((entry) => entry.problems.length > 0);
+      expect(problems).toEqual([]);
+    },
+  );
 
   it.each(kustomizationRoots)('no object of %s has an unknown or mistyped field', (root) => {
     const objects = rendered[root].objects;
     const problems = typeCheckObjects(objects)
-      .map((list, index) => ({ object: `${objects[index].kind}/${objects[index].metadata.name}`, problems: list }))
+      .map((list, index) => ({
+        object: `${objects[index].kind}/${objects[index].metadata.name}`,
+        problems: list,
+      }))
       .filter((entry) => entry.problems.length > 0);
     expect(problems).toEqual([]);
   });
@@ -32,8 +56,14 @@ describe('Kubernetes manifests', () => {
     for (const file of listYamlFiles('k8s').filter((name) => !isKustomizationFile(name))) {
       for (const document of loadYamlFile(file) as KubernetesObject[]) {
         // Patches are partial objects: schema-valid, but they may lack required fields.
-        const problems = validateAgainstSchema(document).filter((problem) => !/must have required property/.test(problem));
-        expect({ file, kind: document.kind, problems }).toEqual({ file, kind: document.kind, problems: [] });
+        const problems = validateAgainstSchema(document).filter(
+          (problem) => !/must have required property/.test(problem),
+        );
+        expect({ file, kind: document.kind, problems }).toEqual({
+          file,
+          kind: document.kind,
+          problems: [],
+        });
       }
     }
   });
@@ -44,7 +74,8 @@ describe('Kubernetes manifests', () => {
     const container = containersOf(deployment)[0] as unknown as Record<string, unknown>;
 
     const typo = clone(deployment);
-    (containersOf(typo)[0] as unknown as Record<string, unknown>).livenessProb = container.livenessProbe;
+    (containersOf(typo)[0] as unknown as Record<string, unknown>).livenessProb =
+      container.livenessProbe;
     expect(typeCheckObjects([typo])[0].join('\n')).toMatch(/livenessProb/);
 
     const wrongType = clone(deployment);
@@ -55,33 +86,76 @@ describe('Kubernetes manifests', () => {
     delete (noSelector.spec as Record<string, unknown>).selector;
     expect(validateAgainstSchema(noSelector).join('\n')).toMatch(/selector/);
 
-    expect(validateAgainstSchema({ apiVersion: 'apps/v1', kind: 'Deploymnet', metadata: { name: 'x' } })).toEqual(['unknown apiVersion/kind: apps/v1/Deploymnet']);
+    expect(
+      validateAgainstSchema({ apiVersion: 'apps/v1', kind: 'Deploymnet', metadata: { name: 'x' } }),
+    ).toEqual(['unknown apiVersion/kind: apps/v1/Deploymnet']);
   });
 
   it('renders the overlays: namespace, images, replicas, patches, generated Secret', () => {
     for (const overlay of overlays) {
       const objects = rendered[overlay].objects;
       for (const object of objects) {
-        if (object.kind !== 'Namespace') expect({ object: object.metadata.name, namespace: object.metadata.namespace }).toEqual({ object: object.metadata.name, namespace: 'shortener' });
+        if (object.kind !== 'Namespace')
+          expect({ object: object.metadata.name, namespace: object.metadata.namespace }).toEqual({
+            object: object.metadata.name,
+            namespace: 'shortener',
+          });
       }
-      expect(objects.find((object) => object.kind === 'Secret' && object.metadata.name === 'shortener-secrets')).toBeDefined();
+      expect(
+        objects.find(
+          (object) => object.kind === 'Secret' && object.metadata.name === 'shortener-secrets',
+        ),
+      ).toBeDefined();
     }
     const production = rendered['k8s/overlays/production'].objects;
-    const gateway = production.find((object) => object.kind === 'Deployment' && object.metadata.name === 'gateway')!;
+    const gateway = production.find(
+      (object) => object.kind === 'Deployment' && object.metadata.name === 'gateway',
+    )!;
     expect(containersOf(gateway)[0].image).toBe('registry.example.com/shortener/gateway:0.1.0');
     expect((gateway.spec as { replicas: number }).replicas).toBe(3);
-    expect(containersOf(gateway)[0].env).toEqual(expect.arrayContaining([{ name: 'PUBLIC_BASE_URL', value: 'https://sho.example.com' }]));
-    expect(production.find((object) => object.kind === 'Service' && object.metadata.name === 'gateway')!.spec).toMatchObject({ type: 'LoadBalancer' });
+    expect(containersOf(gateway)[0].env).toEqual(
+      expect.arrayContaining([{ name: 'PUBLIC_BASE_URL', value: 'https://sho.example.com' }]),
+    );
+    expect(
+      production.find((object) => object.kind === 'Service' && object.metadata.name === 'gateway')!
+        .spec,
+    ).toMatchObject({ type: 'LoadBalancer' });
     expect(rendered['k8s/overlays/production'].notes.join('\n')).toMatch(/secrets\.env/);
     const local = rendered['k8s/overlays/local'].objects;
-    expect(containersOf(local.find((object) => object.kind === 'Deployment' && object.metadata.name === 'reader')!)[0].image).toBe('shortener/reader:local');
+    expect(
+      containersOf(
+        local.find((object) => object.kind === 'Deployment' && object.metadata.name === 'reader')!,
+      )[0].image,
+    ).toBe('shortener/reader:local');
   });
 
   it('merges patches strategically (containers and env by name, service ports by port)', () => {
-    const base = { spec: { containers: [{ name: 'a', env: [{ name: 'X', value: '1' }], image: 'i' }], ports: [{ port: 1, name: 'p' }] } };
-    const patch = { spec: { containers: [{ name: 'a', env: [{ name: 'Y', value: '2' }] }], ports: [{ port: 1, nodePort: 3 }] } };
+    const base = {
+      spec: {
+        containers: [{ name: 'a', env: [{ name: 'X', value: '1' }], image: 'i' }],
+        ports: [{ port: 1, name: 'p' }],
+      },
+    };
+    const patch = {
+      spec: {
+        containers: [{ name: 'a', env: [{ name: 'Y', value: '2' }] }],
+        ports: [{ port: 1, nodePort: 3 }],
+      },
+    };
     expect(strategicMerge(base, patch, [])).toEqual({
-      spec: { containers: [{ name: 'a', env: [{ name: 'X', value: '1' }, { name: 'Y', value: '2' }], image: 'i' }], ports: [{ port: 1, name: 'p', nodePort: 3 }] },
+      spec: {
+        containers: [
+          {
+            name: 'a',
+            env: [
+              { name: 'X', value: '1' },
+              { name: 'Y', value: '2' },
+            ],
+            image: 'i',
+          },
+        ],
+        ports: [{ port: 1, name: 'p', nodePort: 3 }],
+      },
     });
   });
 });

@@ -4,7 +4,14 @@ describe('YAML under docker/ and k8s/', () => {
   const files = listYamlFiles('docker', 'k8s');
 
   it('finds the compose file and the kustomizations', () => {
-    expect(files).toEqual(expect.arrayContaining(['docker/compose.yaml', 'k8s/base/kustomization.yaml', 'k8s/overlays/local/kustomization.yaml', 'k8s/overlays/production/kustomization.yaml']));
+    expect(files).toEqual(
+      expect.arrayContaining([
+        'docker/compose.yaml',
+        'k8s/base/kustomization.yaml',
+        'k8s/overlays/local/kustomization.yaml',
+        'k8s/overlays/production/kustomization.yaml',
+      ]),
+    );
   });
 
   it.each(files)('%s parses (every document, merge keys, no duplicate keys)', (file) => {
@@ -17,6 +24,8 @@ describe('YAML under docker/ and k8s/', () => {
     expect(() => parseYamlDocuments('a: 1\n  b: 2\n', 'bad.yaml')).toThrow(/bad\.yaml/);
     expect(() => parseYamlDocuments('a: 1\na: 2\n', 'duplicate.yaml')).toThrow(/duplicate\.yaml/);
     expect(() => parseYamlDocuments('a: *nowhere\n', 'alias.yaml')).toThrow(/alias\.yaml/);
-    expect(() => parseYamlDocuments('kind: A\n---\nkind: [B\n', 'second.yaml')).toThrow(/second\.yaml/);
+    expect(() => parseYamlDocuments('kind: A\n---\nkind: [B\n', 'second.yaml')).toThrow(
+      /second\.yaml/,
+    );
   });
 });
