@@ -119,7 +119,7 @@ export async function kafkaProcess(inventory, baseEnv) {
 }
 
 /** Waits for the broker and creates the stack's topics if they are missing. */
-export async function ensureTopics(inventory, timeoutMs = 120_000) {
+export async function ensureTopics(inventory, timeoutMs = Number(process.env.STACK_KAFKA_TIMEOUT_MS || 300_000)) {
   const [host, port] = inventory.kafka.brokers[0].split(':');
   await waitFor('kafka listener', () => canConnect(host, Number(port)), { timeoutMs });
   const { Kafka, logLevel } = await import('kafkajs');

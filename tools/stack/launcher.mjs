@@ -9,7 +9,7 @@ import { PgCluster } from './pg.mjs';
 import { redisProcess, waitForRedis } from './redis.mjs';
 import { ensureTopics, kafkaProcess } from './kafka.mjs';
 import { Supervised } from './supervisor.mjs';
-import { isAlive, log, processesOfStack, setLogFile, sleep, waitFor } from './util.mjs';
+import { canConnect, isAlive, log, processesOfStack, setLogFile, sleep, waitFor } from './util.mjs';
 
 class Aborted extends Error {}
 
@@ -30,7 +30,7 @@ export async function launch(env = process.env) {
   setLogFile(p.launcherLog);
 
   acquireLock(p);
-  cleanLeftovers(p);
+  await cleanLeftovers(p);
 
   const pgPassword = secretFile(p.pgPassword, 24).value;
   const admin = secretFile(p.adminToken, 32, config.adminToken);
@@ -95,6 +95,7 @@ export async function launch(env = process.env) {
   };
 
   try {
+    await checkPortsFree(inventory, pgCluster, config);
     // The TypeScript build runs beside the infrastructure start: both take a while.
     const build = config.skipServices || config.skipBuild ? Promise.resolve(true) : runBuild(state, p);
 
@@ -149,7 +150,7 @@ export async function launch(env = process.env) {
           await response.arrayBuffer();
           return response.status === 200;
         },
-        { timeoutMs: Number(env.STACK_READY_TIMEOUT_MS || 180_000), intervalMs: 500 },
+        { timeoutMs: Number(env.STACK_READY_TIMEOUT_MS || 300_000), intervalMs: 500 },
       );
     }
     check();
@@ -159,6 +160,33 @@ export async function launch(env = process.env) {
     if (error instanceof Aborted || state.stopping) return;
     log('error', `start failed: ${error.message}`, {}, { important: true });
     await shutdown('start failed', 1);
+  }
+}
+
+/** Fails early, naming the port, when something else already listens where we would. */
+async function checkPortsFree(inventory, pgCluster, config) {
+  const wanted = [
+    ['redis', inventory.redis.port],
+    ['kafka', Number(inventory.kafka.brokers[0].split(':')[1])],
+    ['kafka controller', Number(inventory.kafka.controller.split(':')[1])],
+  ];
+  for (const node of pgCluster.nodes()) {
+    if ((await pgCluster.status(node)) !== 'running') wanted.push([`postgres ${node.name}`, node.port]);
+  }
+  if (!config.skipServices) {
+    const s = inventory.services;
+    wanted.push(['gateway (PORT)', s.gateway.port], ['writer rpc', s.writer.rpcPort], ['writer http', s.writer.httpPort]);
+    for (const r of s.readers) wanted.push([`${r.name} rpc`, r.rpcPort], [`${r.name} http`, r.httpPort]);
+    for (const m of s.monitors) wanted.push([`${m.name} http`, m.httpPort]);
+  }
+  const busy = [];
+  await Promise.all(
+    wanted.map(async ([what, port]) => {
+      if (await canConnect('127.0.0.1', port, 1000)) busy.push(`${port} (${what})`);
+    }),
+  );
+  if (busy.length > 0) {
+    throw new Error(`ports already in use: ${busy.sort().join(', ')}; another stack may be running there (choose other ports with PORT, PG_BASE_PORT, REDIS_PORT, KAFKA_PORT, SERVICES_BASE_PORT)`);
   }
 }
 
@@ -182,13 +210,15 @@ function acquireLock(p) {
 }
 
 /** Services, Redis or Kafka left running by a launcher that was killed. */
-function cleanLeftovers(p) {
+async function cleanLeftovers(p) {
+  const signalled = [];
   for (const file of readdirSync(p.run)) {
     if (!file.endsWith('.pid') || file === 'launcher.pid') continue;
     const pid = Number(readFileSync(join(p.run, file), 'utf8').trim());
     const ours = processesOfStack(p.stackDir).some((proc) => proc.pid === pid);
     if (pid && ours && isAlive(pid)) {
       log('warn', 'stopping a process left by an earlier launcher', { process: file.replace(/\.pid$/, ''), pid });
+      signalled.push(pid);
       try {
         process.kill(-pid, 'SIGTERM');
       } catch {
@@ -200,6 +230,14 @@ function cleanLeftovers(p) {
       }
     }
     rmSync(join(p.run, file), { force: true });
+  }
+  for (let i = 0; i < 60 && signalled.some(isAlive); i++) await sleep(250);
+  for (const pid of signalled.filter(isAlive)) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
   }
 }
 
