@@ -10,6 +10,9 @@ import {
 } from './compose';
 import { clone, repoPath } from './files';
 
+// Generous: CI runs these beside builds and a whole stack on two cores.
+jest.setTimeout(120_000);
+
 describe('docker/compose.yaml', () => {
   const compose = loadCompose();
   const services = Object.entries(compose.services);

@@ -16,6 +16,9 @@ import { mainScript, serviceEnvironments, serviceNames } from './environment';
 import { readRepoFile, repoPath } from './files';
 import { containersOf, renderKustomization } from './kustomize';
 
+// Generous: CI runs these beside builds and a whole stack on two cores.
+jest.setTimeout(120_000);
+
 describe('docker/Dockerfile', () => {
   const dockerfile = loadDockerfile();
 

@@ -4,6 +4,9 @@ import { requiredKeys, serviceNames } from './environment';
 import { clone } from './files';
 import { containersOf, overlays, renderKustomization, type KubernetesObject } from './kustomize';
 
+// Generous: CI runs these beside builds and a whole stack on two cores.
+jest.setTimeout(120_000);
+
 describe('drift between libs/config, docker/compose.yaml and k8s/', () => {
   const compose = loadCompose();
   const rendered = Object.fromEntries(

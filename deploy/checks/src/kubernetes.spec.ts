@@ -10,6 +10,9 @@ import {
   type KubernetesObject,
 } from './kustomize';
 
+// Generous: CI runs these beside builds and a whole stack on two cores.
+jest.setTimeout(120_000);
+
 describe('Kubernetes manifests', () => {
   const rendered = Object.fromEntries(
     kustomizationRoots.map((root) => [

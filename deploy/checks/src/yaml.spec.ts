@@ -1,5 +1,8 @@
 import { listYamlFiles, loadYamlFile, parseYamlDocuments } from './files';
 
+// Generous: CI runs these beside builds and a whole stack on two cores.
+jest.setTimeout(120_000);
+
 describe('YAML under docker/ and k8s/', () => {
   const files = listYamlFiles('docker', 'k8s');
 
