@@ -18,6 +18,10 @@ export const CHECK_INTERVAL_MS = 1000;
 export const PRIMARY_FAILURES_TO_FAILOVER = 3;
 /** A standby that is down this many checks and has no process is started again. */
 export const REPLICA_FAILURES_TO_RESTART = 3;
+/** A reachable standby that has not streamed for this long is rejoined. */
+export const STANDBY_STUCK_AFTER_MS = 15_000;
+/** How long a rejoined node may take to start streaming before it is rebuilt. */
+export const REJOIN_STREAMING_TIMEOUT_MS = 8000;
 
 const failovers = counter('shortener_failovers_total', 'Promotions by kind', ['kind', 'shard']);
 const checkFailures = counter('shortener_health_check_failures_total', 'Failed node health checks', ['node']);
@@ -46,6 +50,8 @@ export class FailoverCoordinator {
   private readonly busyNodes = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private local: Topology | null = null;
+  /** Since when a reachable standby has not been streaming from its shard's primary. */
+  private readonly notStreamingSince = new Map<string, number>();
 
   constructor(private readonly deps: CoordinatorDependencies) {}
 
@@ -119,7 +125,23 @@ export class FailoverCoordinator {
         void this.failover(shard, `primary ${shard.primary} failed ${this.detector.consecutiveFailures(shard.primary)} health checks`);
         continue;
       }
+      await this.trackStreaming(shard);
       for (const replica of shard.replicas) this.reconcileReplica(shard, replica);
+    }
+  }
+
+  private async trackStreaming(shard: ShardMembers): Promise<void> {
+    if (this.detector.consecutiveFailures(shard.primary) > 0) return;
+    const standbys = await NodeAdmin.streamingStandbys(this.deps.pools.pool(shard.primary)).catch(() => null);
+    if (!standbys) return;
+    const now = Date.now();
+    for (const replica of shard.replicas) {
+      const state = standbys.find((standby) => standby.name === replica)?.state;
+      if (state === 'streaming' || state === 'catchup' || this.detector.consecutiveFailures(replica) > 0) {
+        this.notStreamingSince.delete(replica);
+      } else if (!this.notStreamingSince.has(replica)) {
+        this.notStreamingSince.set(replica, now);
+      }
     }
   }
 
@@ -223,6 +245,13 @@ export class FailoverCoordinator {
       void this.rejoin(replica, shard.primary);
       return;
     }
+    const since = this.notStreamingSince.get(replica);
+    if (reachable && since !== undefined && Date.now() - since > STANDBY_STUCK_AFTER_MS) {
+      this.deps.log('warn', 'a standby does not stream from its primary: rejoining it', { node: replica, shard: shard.id });
+      this.notStreamingSince.delete(replica);
+      void this.rejoin(replica, shard.primary);
+      return;
+    }
     if (this.detector.consecutiveFailures(replica) >= REPLICA_FAILURES_TO_RESTART) {
       this.busyNodes.add(replica);
       void this.deps.control
@@ -230,7 +259,11 @@ export class FailoverCoordinator {
         .then(async (running) => {
           if (running) return;
           this.deps.log('info', 'starting a stopped replica', { node: replica });
-          await this.deps.control.start(replica);
+          await this.deps.control.start(replica).catch(async (error: Error) => {
+            this.deps.log('warn', 'replica does not start: rejoining it', { node: replica, err: error.message });
+            this.busyNodes.delete(replica);
+            await this.rejoin(replica, shard.primary);
+          });
         })
         .catch((error: Error) => this.deps.log('warn', 'could not start replica', { node: replica, err: error.message }))
         .finally(() => this.busyNodes.delete(replica));
@@ -241,13 +274,32 @@ export class FailoverCoordinator {
     if (this.busyNodes.has(node)) return;
     this.busyNodes.add(node);
     try {
-      await this.deps.control.rejoin(node, nodeAddress(this.topology, primary));
+      const address = nodeAddress(this.topology, primary);
+      await this.deps.control.rejoin(node, address);
       await this.deps.pools.nodes.reset(node);
+      // pg_rewind can report "no rewind required" for a node whose crash recovery wrote
+      // past the fork point; such a node never streams, so it is copied anew.
+      if (!(await this.streamsWithin(node, primary, REJOIN_STREAMING_TIMEOUT_MS))) {
+        this.deps.log('warn', 'rejoined node does not stream; taking a new base backup', { node });
+        await this.deps.control.rejoin(node, address, { fromScratch: true });
+        await this.deps.pools.nodes.reset(node);
+      }
     } catch (error) {
       this.deps.log('error', 'rejoin failed; will retry', { node, err: (error as Error).message });
     } finally {
       this.busyNodes.delete(node);
     }
+  }
+
+  /** The primary's own view: a standby stuck on a dead timeline shows as 'startup', never 'streaming'. */
+  private async streamsWithin(node: string, primary: string, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const standbys = await NodeAdmin.streamingStandbys(this.deps.pools.pool(primary)).catch(() => []);
+      if (standbys.some((standby) => standby.name === node && standby.state === 'streaming')) return true;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    return false;
   }
 
   private async bestReplica(shard: ShardMembers): Promise<string | null> {

@@ -20,7 +20,7 @@ export class KubernetesNodeControl implements NodeControl {
     await this.deletePod(node, 0);
   }
 
-  async rejoin(node: string, _primary: NodeAddress): Promise<void> {
+  async rejoin(node: string, _primary: NodeAddress, _options?: { fromScratch?: boolean }): Promise<void> {
     await this.deletePod(node, 0);
   }
 

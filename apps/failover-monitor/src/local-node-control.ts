@@ -66,15 +66,18 @@ export class LocalNodeControl implements NodeControl {
     }
   }
 
-  async rejoin(name: string, primary: NodeAddress): Promise<void> {
+  async rejoin(name: string, primary: NodeAddress, options: { fromScratch?: boolean } = {}): Promise<void> {
     await this.fence(name);
     const node = this.node(name);
     const passfile = this.inventory.postgres.passfile;
     const source = `host=${primary.host} port=${primary.port} user=postgres dbname=postgres passfile=${passfile} application_name=${name}`;
-    const rewind = await this.run('pg_rewind', ['-D', node.dataDir, '--source-server', source, '-R'], true);
+    const rewind = options.fromScratch
+      ? { code: 1, stdout: '', stderr: 'a new base backup was asked for' }
+      : await this.run('pg_rewind', ['-D', node.dataDir, '--source-server', source, '-R'], true);
+    this.log('pg_rewind', { node: name, code: rewind.code, output: `${rewind.stdout}${rewind.stderr}`.trim().slice(-300) });
     if (rewind.code !== 0) {
       // A node that cannot be rewound (too far behind, WAL gone) is copied anew.
-      this.log('pg_rewind failed; taking a new base backup', { node: name, error: rewind.stderr.trim().slice(-500) });
+      this.log('taking a new base backup', { node: name, reason: rewind.stderr.trim().slice(-300) });
       const owner = statSync(node.dataDir);
       for (const entry of readdirSync(node.dataDir)) rmSync(join(node.dataDir, entry), { recursive: true, force: true });
       chownSync(node.dataDir, owner.uid, owner.gid);

@@ -8,8 +8,11 @@ import type { NodeAddress } from '@shortener/topology';
 export interface NodeControl {
   /** After this the node accepts no write: it is stopped, killed if it does not answer. */
   fence(node: string): Promise<void>;
-  /** Brings a node back as a standby of `primary` (pg_rewind, or a new base backup) and starts it. */
-  rejoin(node: string, primary: NodeAddress): Promise<void>;
+  /**
+   * Brings a node back as a standby of `primary` and starts it: pg_rewind, or a new base
+   * backup when the rewind fails or `fromScratch` asks for one.
+   */
+  rejoin(node: string, primary: NodeAddress, options?: { fromScratch?: boolean }): Promise<void>;
   /** Starts a stopped node as it is (a standby that died). */
   start(node: string): Promise<void>;
   /** Clean shutdown: a primary first sends all its WAL to its standbys. */
