@@ -16,7 +16,7 @@ const POM = join(KAFKA_DIR, 'pom.xml');
  * pom's content (KAFKA_LIB_DIR overrides it); offline (`mvn -o`) when ~/.m2 already has
  * everything, online otherwise. Later starts only list the cached jars.
  */
-export async function kafkaClasspath() {
+export async function kafkaClasspath(stackDir) {
   const pom = readFileSync(POM);
   const key = createHash('sha256').update(pom).digest('hex').slice(0, 12);
   const libDir = process.env.KAFKA_LIB_DIR || join(homedir(), '.m2', 'shortener-kafka', key);
@@ -26,10 +26,12 @@ export async function kafkaClasspath() {
     rmSync(partial, { recursive: true, force: true });
     const args = ['-B', '-q', '-f', POM, 'dependency:copy-dependencies', '-DincludeScope=runtime', `-DoutputDirectory=${partial}`];
     log('info', 'resolving Kafka jars with Maven', { libDir }, { important: true });
-    const offline = await run('mvn', ['-o', ...args], { allowFail: true, cwd: KAFKA_DIR });
+    // tagged so that the launcher's final sweep finds a Maven left running
+    const env = { ...process.env, SHORTENER_STACK_DIR: stackDir ?? '' };
+    const offline = await run('mvn', ['-o', ...args], { allowFail: true, cwd: KAFKA_DIR, env });
     if (offline.code !== 0) {
       rmSync(partial, { recursive: true, force: true });
-      await run('mvn', args, { cwd: KAFKA_DIR, timeoutMs: 600_000 });
+      await run('mvn', args, { cwd: KAFKA_DIR, env, timeoutMs: 900_000 });
     }
     writeFileSync(join(partial, '.complete'), `${new Date().toISOString()}\n`);
     rmSync(libDir, { recursive: true, force: true });
@@ -83,7 +85,7 @@ function serverProperties(inventory) {
 export async function kafkaProcess(inventory, baseEnv) {
   const dir = join(inventory.stackDir, 'kafka');
   mkdirSync(inventory.kafka.dataDir, { recursive: true });
-  const classpath = await kafkaClasspath();
+  const classpath = await kafkaClasspath(inventory.stackDir);
   const propsFile = join(dir, 'server.properties');
   writeFileSync(propsFile, serverProperties(inventory));
   const clusterIdFile = join(dir, 'cluster-id');
@@ -103,8 +105,8 @@ export async function kafkaProcess(inventory, baseEnv) {
     log('info', 'formatting Kafka storage', { clusterId });
     await run('java', [...jvm, '-cp', classpath, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', propsFile, '--ignore-formatted'], {
       cwd: dir,
-      env: baseEnv,
-      timeoutMs: 120_000,
+      env: { ...baseEnv, SHORTENER_STACK_DIR: inventory.stackDir },
+      timeoutMs: 600_000,
     });
   }
   return new Supervised({

@@ -90,6 +90,15 @@ export async function launch(env = process.env) {
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     process.on(signal, () => void shutdown(signal));
   }
+  // whatever goes wrong inside the launcher, it still stops what it started
+  process.on('unhandledRejection', (error) => {
+    log('error', `launcher error: ${error?.stack ?? error}`, {}, { important: true });
+    void shutdown('launcher error', 1);
+  });
+  process.on('uncaughtException', (error) => {
+    log('error', `launcher error: ${error?.stack ?? error}`, {}, { important: true });
+    void shutdown('launcher error', 1);
+  });
   const check = () => {
     if (state.stopping) throw new Aborted('stopping');
   };
@@ -117,6 +126,9 @@ export async function launch(env = process.env) {
       await pgCluster.waitAllAccepting();
       log('info', 'postgres nodes ready', { nodes: pgCluster.nodes().length, created: created.length, seconds: (Date.now() - t0) / 1000 });
     })();
+    // awaited below, one after the other: an early failure must not be an unhandled rejection
+    kafkaReady.catch(() => undefined);
+    state.pgStarting.catch(() => undefined);
     writeInventory(p, inventory, serviceEnvs); // now with the postgres OS user
 
     await waitForRedis(inventory);
