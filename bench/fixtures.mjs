@@ -1,0 +1,112 @@
+// Data and cluster helpers of the scenarios: the topology from the admin API, links
+// seeded straight into the shards' primaries, cache keys.
+import { randomBytes } from 'node:crypto';
+import crc32 from 'crc-32';
+import Redis from 'ioredis';
+import pg from 'pg';
+
+const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+export function randomCode(length = 7) {
+  let code = '';
+  while (code.length < length) {
+    const byte = randomBytes(1)[0];
+    if (byte < 248) code += ALPHABET[byte % 62];
+  }
+  return code;
+}
+
+export function shardRing(slots) {
+  return (code) => slots[(crc32.str(code) >>> 0) >>> 22];
+}
+
+/** GET /api/cluster: ring, primaries and replicas as the stack sees them now. */
+export async function clusterOf(stack) {
+  const response = await fetch(`${stack.baseUrl}/api/cluster`, {
+    headers: { authorization: `Bearer ${stack.adminToken}` },
+    signal: AbortSignal.timeout(5000),
+  });
+  if (response.status !== 200) throw new Error(`GET /api/cluster answered ${response.status}`);
+  return response.json();
+}
+
+export function pgClient(stack, node) {
+  return new pg.Client({
+    host: node.host,
+    port: node.port,
+    user: 'postgres',
+    password: stack.pgPassword,
+    database: 'shortener',
+  });
+}
+
+/**
+ * Inserts `count` links with random codes straight into their owning primaries (not
+ * through the API, so that no event warms the cache and the seeding takes a second, not
+ * a minute). Returns the codes, shuffled; waits until every replica has them.
+ */
+export async function seedLinks(stack, cluster, count) {
+  const shardOf = shardRing(cluster.ring.slots);
+  const byShard = cluster.shards.map(() => []);
+  const codes = new Set();
+  while (codes.size < count) codes.add(`b${randomCode(6)}`);
+  for (const code of codes) byShard[shardOf(code)].push(code);
+  const inserted = [];
+  await Promise.all(
+    cluster.shards.map(async (shard, index) => {
+      const client = pgClient(stack, shard.primary);
+      await client.connect();
+      try {
+        const mine = byShard[index];
+        for (let at = 0; at < mine.length; at += 5000) {
+          const chunk = mine.slice(at, at + 5000);
+          const { rows } = await client.query(
+            `INSERT INTO urls (code, url, manage_token_hash)
+             SELECT c, 'https://example.com/bench/' || c, '\\x00'::bytea FROM unnest($1::text[]) AS c
+             ON CONFLICT (code) DO NOTHING RETURNING code`,
+            [chunk],
+          );
+          for (const row of rows) inserted.push(row.code);
+        }
+        // every replica has replayed what the primary wrote
+        const { rows } = await client.query('SELECT pg_current_wal_lsn() AS lsn');
+        for (let i = 0; i < 100; i++) {
+          const { rows: behind } = await client.query(
+            'SELECT count(*)::int AS n FROM pg_stat_replication WHERE replay_lsn IS NULL OR replay_lsn < $1::pg_lsn',
+            [rows[0].lsn],
+          );
+          if (behind[0].n === 0) break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      } finally {
+        await client.end();
+      }
+    }),
+  );
+  for (let i = inserted.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [inserted[i], inserted[j]] = [inserted[j], inserted[i]];
+  }
+  return inserted;
+}
+
+export function redisOf(stack) {
+  return new Redis({ host: stack.redis.host, port: stack.redis.port, lazyConnect: false });
+}
+
+/** Removes the codes' cache entries (so that the next request is a miss). */
+export async function evict(redis, codes) {
+  for (let at = 0; at < codes.length; at += 1000) {
+    await redis.del(...codes.slice(at, at + 1000).map((code) => `u:${code}`));
+  }
+}
+
+/** How many of the codes have a cache entry. */
+export async function cachedCount(redis, codes) {
+  let cached = 0;
+  for (let at = 0; at < codes.length; at += 1000) {
+    const values = await redis.mget(...codes.slice(at, at + 1000).map((code) => `u:${code}`));
+    cached += values.filter((value) => value !== null).length;
+  }
+  return cached;
+}

@@ -1,0 +1,513 @@
+// The figures of CONTRACT section 6. Every figure measures its reference and the
+// subject back to back, with the same generator, concurrency and requests.
+import { childrenOf, CpuMeter, rssMb } from './procfs.mjs';
+import { runLoad, startLoad, summarize } from './load.mjs';
+import { startReference } from './references.mjs';
+import { cachedCount, clusterOf, evict, shardRing } from './fixtures.mjs';
+import { postmasterPid, stackPids } from './stack.mjs';
+
+const REDIRECT = new Set([301, 302, 307, 308]);
+const CREATED = new Set([201]);
+const CREATE_BODY = JSON.stringify({
+  url: 'https://example.com/a/fairly/ordinary/landing-page?utm_source=bench',
+});
+const JSON_HEADERS = { 'content-type': 'application/json' };
+
+export function settings(env = process.env) {
+  const number = (name, fallback) => (env[name] ? Number(env[name]) : fallback);
+  return {
+    connections: number('BENCH_CONNECTIONS', 32),
+    seconds: number('BENCH_SECONDS', 8),
+    rounds: number('BENCH_ROUNDS', 4),
+    warmupSeconds: number('BENCH_WARMUP_SECONDS', 2),
+    missCodes: number('BENCH_MISS_CODES', 20_000),
+    hitCodes: number('BENCH_HIT_CODES', 2000),
+    failoverConnections: number('BENCH_FAILOVER_CONNECTIONS', 16),
+    failoverTimeoutSeconds: number('BENCH_FAILOVER_TIMEOUT_SECONDS', 40),
+  };
+}
+
+/** CPU groups of the stack (and of a reference server, when one runs). */
+function cpuGroups(stack, reference) {
+  const pids = stackPids(stack.stackDir);
+  const named = (prefix) => () =>
+    Object.entries(pids)
+      .filter(([name]) => name.startsWith(prefix))
+      .map(([, pid]) => pid);
+  const postmasters = () =>
+    stack.inventory.shards
+      .flatMap((shard) => shard.nodes.map((node) => postmasterPid(stack.stackDir, node.name)))
+      .filter(Boolean);
+  return {
+    gateway: named('gateway'),
+    writer: named('writer'),
+    readers: named('reader-'),
+    monitors: named('monitor-'),
+    redis: named('redis'),
+    kafka: named('kafka'),
+    postgres: () => {
+      const masters = postmasters();
+      return [...masters, ...childrenOf(masters)];
+    },
+    reference: () => (reference ? [reference.pid] : []),
+  };
+}
+
+/** Highest VmRSS of every stack process seen while `phase` runs (sampled every 500 ms). */
+export class MemoryWatch {
+  constructor(stack) {
+    this.stack = stack;
+    this.peakMb = {};
+  }
+
+  sample() {
+    for (const [name, pid] of Object.entries(stackPids(this.stack.stackDir))) {
+      if (name === 'launcher') continue;
+      const mb = rssMb(pid);
+      if (mb !== null) this.peakMb[name] = Math.max(this.peakMb[name] ?? 0, mb);
+    }
+  }
+
+  async during(phase) {
+    this.sample();
+    const timer = setInterval(() => this.sample(), 500);
+    try {
+      return await phase();
+    } finally {
+      clearInterval(timer);
+      this.sample();
+    }
+  }
+}
+
+/** One measured phase with CPU accounting of the stack and the reference. */
+async function measured(ctx, reference, load) {
+  const meter = new CpuMeter(cpuGroups(ctx.stack, reference));
+  meter.begin();
+  const result = await ctx.memory.during(() => runLoad(load));
+  const cpu = meter.end();
+  result.cpuCores = Object.fromEntries(
+    Object.entries(cpu.cores).map(([name, cores]) => [name, Number(cores.toFixed(3))]),
+  );
+  return result;
+}
+
+// The processes a request of the subject, or of its reference, runs through: their CPU
+// per request is compared (Kafka and the monitors are background work and not counted).
+const PATHS = {
+  hit: { subject: ['gateway', 'redis'], reference: ['reference', 'redis'] },
+  miss: {
+    subject: ['gateway', 'readers', 'redis', 'postgres'],
+    reference: ['reference', 'postgres'],
+  },
+  create: {
+    subject: ['gateway', 'writer', 'redis', 'postgres'],
+    reference: ['reference', 'postgres'],
+  },
+};
+
+/** Merges the rounds of one side: totals, and percentiles weighted by requests. */
+function merge(rounds, path) {
+  const completed = rounds.reduce((sum, r) => sum + r.completed, 0);
+  const seconds = rounds.reduce((sum, r) => sum + r.seconds, 0);
+  const weighted = (pick) =>
+    Number(
+      (rounds.reduce((sum, r) => sum + pick(r) * r.completed, 0) / Math.max(1, completed)).toFixed(
+        2,
+      ),
+    );
+  const statuses = {};
+  for (const r of rounds)
+    for (const [status, count] of Object.entries(r.errorDetail.statuses))
+      statuses[status] = (statuses[status] ?? 0) + count;
+  const cpuCores = {};
+  for (const r of rounds)
+    for (const [name, cores] of Object.entries(r.cpuCores))
+      cpuCores[name] = (cpuCores[name] ?? 0) + (cores * r.seconds) / seconds;
+  for (const name of Object.keys(cpuCores)) cpuCores[name] = Number(cpuCores[name].toFixed(3));
+  const pathCpuSeconds = path.reduce((sum, name) => sum + (cpuCores[name] ?? 0), 0) * seconds;
+  const generatorCpuSeconds = rounds.reduce(
+    (sum, r) => sum + (r.generatorCpu.userMs + r.generatorCpu.systemMs) / 1000,
+    0,
+  );
+  return {
+    requestsPerSecond: Number((completed / seconds).toFixed(1)),
+    latencyMs: {
+      p50: weighted((r) => r.latencyMs.p50),
+      p99: weighted((r) => r.latencyMs.p99),
+      mean: weighted((r) => r.latencyMs.mean),
+      max: Math.max(...rounds.map((r) => r.latencyMs.max)),
+    },
+    completed,
+    ok: rounds.reduce((sum, r) => sum + r.ok, 0),
+    errors: rounds.reduce((sum, r) => sum + r.errors, 0),
+    errorDetail: {
+      socketErrors: rounds.reduce((sum, r) => sum + r.errorDetail.socketErrors, 0),
+      timeouts: rounds.reduce((sum, r) => sum + r.errorDetail.timeouts, 0),
+      unexpectedStatus: rounds.reduce((sum, r) => sum + r.errorDetail.unexpectedStatus, 0),
+      statuses,
+    },
+    seconds: Number(seconds.toFixed(2)),
+    rounds: rounds.map((r) => ({
+      requestsPerSecond: r.requestsPerSecond,
+      p50: r.latencyMs.p50,
+      p99: r.latencyMs.p99,
+      errors: r.errors,
+    })),
+    generatorCpu: {
+      seconds: Number(generatorCpuSeconds.toFixed(2)),
+      cores: Number((generatorCpuSeconds / seconds).toFixed(2)),
+    },
+    cpuCores,
+    cpuPath: path,
+    cpuMsPerRequest:
+      completed > 0 ? Number(((pathCpuSeconds * 1000) / completed).toFixed(3)) : null,
+  };
+}
+
+/**
+ * Reference and subject alternate (A B A B ...) in `rounds` slices, so that a burst of
+ * other work on the machine hits both sides alike; `load(side, round)` builds each slice.
+ */
+async function alternating(ctx, reference, rounds, paths, load) {
+  const sides = { reference: [], subject: [] };
+  for (let round = 0; round < rounds; round++) {
+    sides.reference.push(await measured(ctx, reference, load('reference', round)));
+    sides.subject.push(await measured(ctx, null, load('subject', round)));
+  }
+  return {
+    reference: merge(sides.reference, paths.reference),
+    subject: merge(sides.subject, paths.subject),
+  };
+}
+
+function compare(subject, reference) {
+  return {
+    ratio: ratio(subject.requestsPerSecond, reference.requestsPerSecond),
+    p99Ratio: ratio(subject.latencyMs.p99, reference.latencyMs.p99),
+    cpuPerRequestRatio: ratio(subject.cpuMsPerRequest, reference.cpuMsPerRequest),
+  };
+}
+
+function cycling(codes, prefix = '/') {
+  let next = 0;
+  return [
+    {
+      method: 'GET',
+      setupRequest: (request) => {
+        request.path = `${prefix}${codes[next++ % codes.length]}`;
+        return request;
+      },
+    },
+  ];
+}
+
+function eachOnce(codes) {
+  let next = 0;
+  return [
+    {
+      method: 'GET',
+      setupRequest: (request) => {
+        // modulo: autocannon builds a connection's next request before it knows the
+        // amount is reached, so a few more are built than sent
+        request.path = `/${codes[next++ % codes.length]}`;
+        return request;
+      },
+    },
+  ];
+}
+
+const ratio = (a, b) => (b > 0 ? Number((a / b).toFixed(2)) : null);
+
+/** Redirect, cache hit: gateway vs node:http + one Redis GET. */
+export async function redirectCacheHit(ctx) {
+  const { stack, redis, codes, log, config } = ctx;
+  const hot = codes.slice(0, config.hitCodes);
+  let cached = await cachedCount(redis, hot);
+  if (cached < hot.length) {
+    log(
+      `cache hit: ${hot.length - cached} of ${hot.length} codes not cached yet, filling through the gateway`,
+    );
+    await runLoad({
+      url: stack.baseUrl,
+      connections: 8,
+      amount: hot.length,
+      requests: eachOnce(hot),
+      expect: REDIRECT,
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    cached = await cachedCount(redis, hot);
+  }
+  const floor = await startReference('redisFloor', ctx);
+  try {
+    const load = (url, duration) => ({
+      url,
+      connections: config.connections,
+      duration,
+      requests: cycling(hot),
+      expect: REDIRECT,
+    });
+    log(`cache hit: warm-up ${config.warmupSeconds} s each`);
+    await runLoad(load(floor.url, config.warmupSeconds));
+    await runLoad(load(stack.baseUrl, config.warmupSeconds));
+    const slice = config.seconds / config.rounds;
+    log(
+      `cache hit: reference (node:http + Redis GET) and gateway alternating, ${config.rounds} x ${slice} s each, ${config.connections} connections`,
+    );
+    const { reference, subject } = await alternating(ctx, floor, config.rounds, PATHS.hit, (side) =>
+      load(side === 'reference' ? floor.url : stack.baseUrl, slice),
+    );
+    const { ratio: rpsRatio, p99Ratio, cpuPerRequestRatio } = compare(subject, reference);
+    return {
+      figure: 'redirect, cache hit',
+      codes: hot.length,
+      cachedBefore: cached,
+      subject,
+      reference: { what: 'node:http + one ioredis GET + 302 (child process)', ...reference },
+      ratio: rpsRatio,
+      p99Ratio,
+      cpuPerRequestRatio,
+      target: 'requests/s >= 0.8x reference; p99 <= 2x reference',
+      pass:
+        rpsRatio !== null &&
+        rpsRatio >= 0.8 &&
+        p99Ratio !== null &&
+        p99Ratio <= 2 &&
+        subject.errors === 0,
+    };
+  } finally {
+    await floor.stop();
+  }
+}
+
+/** Redirect, cache miss: every code once, none cached; gateway vs a pg SELECT on a replica. */
+export async function redirectCacheMiss(ctx) {
+  const { stack, redis, codes, warmCodes, log, config } = ctx;
+  const select = await startReference('pgSelect', ctx);
+  try {
+    log(`cache miss: warm-up on ${warmCodes.length} other codes`);
+    await evict(redis, warmCodes);
+    await runLoad({
+      url: select.url,
+      connections: config.connections,
+      amount: warmCodes.length,
+      requests: eachOnce(warmCodes),
+      expect: REDIRECT,
+    });
+    await runLoad({
+      url: stack.baseUrl,
+      connections: config.connections,
+      amount: warmCodes.length,
+      requests: eachOnce(warmCodes),
+      expect: REDIRECT,
+    });
+    const chunk = Math.ceil(codes.length / config.rounds);
+    const chunks = Array.from({ length: config.rounds }, (_, i) =>
+      codes.slice(i * chunk, (i + 1) * chunk),
+    );
+    await evict(redis, codes);
+    const cachedBefore = await cachedCount(redis, codes);
+    log(
+      `cache miss: reference (node:http + pg SELECT on a replica) and gateway alternating on ${config.rounds} slices of ${chunk} codes, each code once per side (${cachedBefore} cached), ${config.connections} connections`,
+    );
+    const { reference, subject } = await alternating(
+      ctx,
+      select,
+      config.rounds,
+      PATHS.miss,
+      (side, round) => ({
+        url: side === 'reference' ? select.url : stack.baseUrl,
+        connections: config.connections,
+        amount: chunks[round].length,
+        requests: eachOnce(chunks[round]),
+        expect: REDIRECT,
+      }),
+    );
+    const { ratio: rpsRatio, p99Ratio, cpuPerRequestRatio } = compare(subject, reference);
+    return {
+      figure: 'redirect, cache miss',
+      codes: codes.length,
+      cachedBefore,
+      subject,
+      reference: {
+        what: 'node:http + one pg primary-key SELECT on a replica of the owning shard + 302 (child process)',
+        ...reference,
+      },
+      ratio: rpsRatio,
+      p99Ratio,
+      cpuPerRequestRatio,
+      target: 'requests/s >= 0.6x reference',
+      pass: rpsRatio !== null && rpsRatio >= 0.6 && subject.errors === 0,
+    };
+  } finally {
+    await select.stop();
+  }
+}
+
+/** Create: POST /api/urls vs a single-row pg INSERT on the owning primary. */
+export async function create(ctx) {
+  const { stack, log, config } = ctx;
+  const insert = await startReference('pgInsert', ctx);
+  try {
+    const load = (url, duration) => ({
+      url: `${url}/api/urls`,
+      connections: config.connections,
+      duration,
+      requests: [{ method: 'POST', path: '/api/urls', headers: JSON_HEADERS, body: CREATE_BODY }],
+      expect: CREATED,
+    });
+    log(`create: warm-up ${Math.max(1, config.warmupSeconds / 2)} s each`);
+    await runLoad(load(insert.url, Math.max(1, config.warmupSeconds / 2)));
+    await runLoad(load(stack.baseUrl, Math.max(1, config.warmupSeconds / 2)));
+    const slice = config.seconds / config.rounds;
+    log(
+      `create: reference (node:http + pg INSERT on the owning primary, ${stack.replicationMode}) and gateway alternating, ${config.rounds} x ${slice} s each, ${config.connections} connections`,
+    );
+    const { reference, subject } = await alternating(
+      ctx,
+      insert,
+      config.rounds,
+      PATHS.create,
+      (side) => load(side === 'reference' ? insert.url : stack.baseUrl, slice),
+    );
+    const { ratio: rpsRatio, p99Ratio, cpuPerRequestRatio } = compare(subject, reference);
+    return {
+      figure: 'create',
+      replicationMode: stack.replicationMode,
+      subject,
+      reference: {
+        what: `node:http + one pg INSERT on the owning primary (${stack.replicationMode} commit) + 201 (child process)`,
+        ...reference,
+      },
+      ratio: rpsRatio,
+      p99Ratio,
+      cpuPerRequestRatio,
+      target: 'requests/s >= 0.6x reference',
+      pass: rpsRatio !== null && rpsRatio >= 0.6 && subject.errors === 0,
+    };
+  } finally {
+    await insert.stop();
+  }
+}
+
+/**
+ * Failover: creates under load, kill -9 of shard 0's primary (the postmaster and its
+ * processes, as a crashed host), then the time to the first 201 whose code lands on that
+ * shard among requests sent after the kill.
+ */
+export async function failover(ctx) {
+  const { stack, log, config } = ctx;
+  const before = await clusterOf(stack);
+  const shardOf = shardRing(before.ring.slots);
+  const shard = 0;
+  const victim = before.shards[shard].primary;
+  let killedAt = null;
+  let recoveredAt = null;
+  let firstSameShardFailure = null;
+  const statusesAfterKill = {};
+  const instance = startLoad({
+    url: `${stack.baseUrl}/api/urls`,
+    connections: config.failoverConnections,
+    duration: config.failoverTimeoutSeconds + 5,
+    timeoutSeconds: 10,
+    requests: [
+      {
+        method: 'POST',
+        path: '/api/urls',
+        headers: JSON_HEADERS,
+        body: CREATE_BODY,
+        setupRequest: (request, context) => {
+          context.sentAt = performance.now();
+          return request;
+        },
+        onResponse: (status, body, context) => {
+          if (killedAt === null || context.sentAt === undefined || context.sentAt < killedAt)
+            return;
+          statusesAfterKill[status] = (statusesAfterKill[status] ?? 0) + 1;
+          if (status !== 201) {
+            if (firstSameShardFailure === null) firstSameShardFailure = performance.now();
+            return;
+          }
+          if (recoveredAt !== null) return;
+          try {
+            if (shardOf(JSON.parse(body).code) === shard) recoveredAt = performance.now();
+          } catch {
+            /* not JSON: ignored */
+          }
+        },
+      },
+    ],
+  });
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const finished = new Promise((done) => instance.on('done', done));
+  let promotedAt = null;
+  let after = null;
+  try {
+    await new Promise((r) => setTimeout(r, 3000));
+    const postmaster = postmasterPid(stack.stackDir, victim.name);
+    if (!postmaster) throw new Error(`no postmaster.pid for ${victim.name}`);
+    const processes = [postmaster, ...childrenOf([postmaster])];
+    log(
+      `failover: kill -9 of ${victim.name} (shard ${shard} primary, postmaster ${postmaster}, ${processes.length} processes) under create load`,
+    );
+    killedAt = performance.now();
+    for (const pid of processes) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+    const deadline = killedAt + config.failoverTimeoutSeconds * 1000;
+    while (performance.now() < deadline && (recoveredAt === null || promotedAt === null)) {
+      await new Promise((r) => setTimeout(r, 200));
+      if (promotedAt === null) {
+        try {
+          const now = await clusterOf(stack);
+          if (now.shards[shard].primary.name !== victim.name) {
+            promotedAt = performance.now();
+            after = now;
+          }
+        } catch {
+          /* the admin API is best effort here */
+        }
+      }
+    }
+    // a little load after the recovery shows the shard is writable again
+    if (recoveredAt !== null) await new Promise((r) => setTimeout(r, 1000));
+  } finally {
+    instance.stop();
+  }
+  const result = await finished;
+  const wall = (performance.now() - t0) / 1000;
+  const load = summarize(result, {
+    wall,
+    cpu: process.cpuUsage(cpu0),
+    expect: new Set([201, 503]),
+  });
+  const seconds =
+    recoveredAt === null ? null : Number(((recoveredAt - killedAt) / 1000).toFixed(2));
+  const failover = after?.failovers?.filter((f) => f.shard === shard).at(-1) ?? null;
+  log(
+    `failover: ${seconds === null ? `no acknowledged create on shard ${shard} within ${config.failoverTimeoutSeconds} s` : `first acknowledged create on shard ${shard} ${seconds} s after the kill`}`,
+  );
+  return {
+    figure: 'failover',
+    shard,
+    killed: victim.name,
+    promoted: after?.shards?.[shard]?.primary?.name ?? null,
+    seconds,
+    topologyChangedAfterSeconds:
+      promotedAt === null ? null : Number(((promotedAt - killedAt) / 1000).toFixed(2)),
+    monitorReportedDurationMs: failover?.durationMs ?? null,
+    firstFailureAfterSeconds:
+      firstSameShardFailure === null
+        ? null
+        : Number(((firstSameShardFailure - killedAt) / 1000).toFixed(2)),
+    statusesAfterKill,
+    load,
+    target: '<= 10 s',
+    pass: seconds !== null && seconds <= 10,
+  };
+}
