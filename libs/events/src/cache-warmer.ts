@@ -34,7 +34,7 @@ export class CacheWarmer {
       groupId: 'cache-warmer',
       sessionTimeout: 10_000,
       heartbeatInterval: 1000,
-      maxWaitTimeInMs: 100,
+      maxWaitTimeInMs: 3000,
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 3000 },
     });
     this.consumer = consumer;

@@ -22,7 +22,7 @@ export class ClickCounter {
       groupId: 'click-counter',
       sessionTimeout: 10_000,
       heartbeatInterval: 1000,
-      maxWaitTimeInMs: 250,
+      maxWaitTimeInMs: 3000,
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 3000 },
     });
     this.consumer = consumer;

@@ -32,7 +32,7 @@ export class LeaderElection {
       sessionTimeout: this.options.sessionTimeoutMs,
       rebalanceTimeout: this.options.sessionTimeoutMs,
       heartbeatInterval: this.options.heartbeatIntervalMs,
-      maxWaitTimeInMs: 200,
+      maxWaitTimeInMs: 1000,
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 2000 },
     });
     this.consumer = consumer;

@@ -30,7 +30,7 @@ export class TopologyFollower {
       groupId: `topology-${this.service}-${randomUUID()}`,
       sessionTimeout: 10_000,
       heartbeatInterval: 1000,
-      maxWaitTimeInMs: 200,
+      maxWaitTimeInMs: 3000,
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 3000 },
     });
     this.consumer = consumer;
