@@ -17,6 +17,8 @@
 #   empty data dir, no primary, index > 0 -> wait for the primary
 #   data dir without standby.signal while another peer is the primary (this node was the
 #   primary and was failed over)          -> pg_rewind from the new primary, rejoin as replica
+#                                            (if the peers are still standbys, it first waits
+#                                            PG_PROMOTION_WAIT_SECONDS for a promotion)
 #   otherwise                             -> start as it was
 # Environment: POSTGRES_PASSWORD (superuser `postgres`, also the replication password),
 # PG_NODES_PER_SHARD (3), REPLICATION_MODE (quorum|async), PG_SERVICE_SUFFIX (Kubernetes:
@@ -70,6 +72,33 @@ find_primary() {
   return 1
 }
 
+# True when some peer answers as a standby (so a failover may be about to promote it).
+standby_peer_answers() {
+  local i
+  for ((i = 0; i < nodes_per_shard; i++)); do
+    [ "$i" = "$index" ] && continue
+    if [ "$(psql -h "$(peer_host "$i")" -U postgres -d postgres -XtAc 'SELECT pg_is_in_recovery()' 2>/dev/null)" = "t" ]; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+# A former primary coming back: prints the peer that is primary now. If the peers still
+# answer as standbys, a failover may be under way (the monitor fences the old primary,
+# e.g. by deleting its pod, before it promotes a replica): wait for it up to
+# PG_PROMOTION_WAIT_SECONDS (30) before starting as the primary again.
+await_promotion() {
+  local deadline=$((SECONDS + ${PG_PROMOTION_WAIT_SECONDS:-30}))
+  while true; do
+    find_primary && return 0
+    standby_peer_answers || return 1
+    [ "$SECONDS" -ge "$deadline" ] && return 1
+    log "peers are standbys: waiting for a promotion before starting as the primary"
+    sleep 2
+  done
+}
+
 conninfo() { echo "host=$1 port=5432 user=postgres password=$POSTGRES_PASSWORD application_name=$node_name"; }
 
 ensure_slot() {
@@ -111,7 +140,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     log "waiting for the primary of shard $shard"
     sleep 2
   done
-elif [ ! -e "$PGDATA/standby.signal" ] && primary="$(find_primary)"; then
+elif [ ! -e "$PGDATA/standby.signal" ] && primary="$(await_promotion)"; then
   log "this node was a primary and $primary is the primary now: rejoining as its replica"
   # pg_rewind needs a cleanly shut down target: finish crash recovery in single-user mode.
   postgres --single -D "$PGDATA" -c archive_mode=off postgres </dev/null >/dev/null 2>&1 || true
