@@ -130,7 +130,13 @@ async function runE2e() {
       say('STACK_SKIP_SERVICES is set: running the infrastructure suite only');
       args.push('--testPathPatterns', 'stack\\.e2e-spec');
     }
-    ok = await jest(args, { ...process.env, E2E_BASE_URL: `http://127.0.0.1:${E2E_ENV.PORT}`, E2E_STACK_DIR: stackDir, E2E_ADMIN_TOKEN: adminToken }, 'e2e');
+    const e2eEnv = { ...process.env, E2E_BASE_URL: `http://127.0.0.1:${E2E_ENV.PORT}`, E2E_STACK_DIR: stackDir, E2E_ADMIN_TOKEN: adminToken };
+    ok = await jest(args, e2eEnv, 'e2e');
+    // The fault suite changes the topology (failovers, switchover): it runs last, on the same stack.
+    if (!process.env.STACK_SKIP_SERVICES || process.env.STACK_SKIP_SERVICES === '0') {
+      const faultsOk = await jest(['--config', 'apps/system-e2e/jest.config.ts', '--runInBand', '--testMatch', '**/*.faults-spec.ts'], e2eEnv, 'faults');
+      ok = ok && faultsOk;
+    }
   } else {
     ok = false;
     failures.push(outcome.timeout ? `e2e: the stack was not ready within ${READY_TIMEOUT_MS / 1000} s` : `e2e: the launcher exited before ready (${JSON.stringify(outcome.exit)})`);
