@@ -1,7 +1,7 @@
 // What `npm start` and `npm test` do before anything else, with Node built-ins only (it
 // runs before node_modules exists): install JavaScript dependencies when they are
 // missing or older than the lock file, and check (or install) the system prerequisites.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,17 +12,35 @@ function say(message) {
   process.stderr.write(`${message}\n`);
 }
 
-/** `npm ci` when node_modules is missing or older than package-lock.json. */
-export function ensureNodeModules() {
+function nodeModulesStale() {
   const lock = join(REPO_ROOT, 'package-lock.json');
   const installed = join(REPO_ROOT, 'node_modules', '.package-lock.json');
-  const stale = !existsSync(installed) || (existsSync(lock) && statSync(lock).mtimeMs > statSync(installed).mtimeMs + 1000);
-  if (!stale) return;
+  return !existsSync(installed) || (existsSync(lock) && statSync(lock).mtimeMs > statSync(installed).mtimeMs + 1000);
+}
+
+/** `npm ci` when node_modules is missing or older than package-lock.json. */
+export function ensureNodeModules() {
+  if (!nodeModulesStale()) return;
   say('node_modules is missing or older than package-lock.json: running npm ci');
   const result = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: REPO_ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
   if (result.status !== 0) {
     say('npm ci failed');
     process.exit(result.status || 1);
+  }
+}
+
+/** The same, without blocking the event loop (so that other work can run beside it). */
+export async function ensureNodeModulesAsync() {
+  if (!nodeModulesStale()) return;
+  say('node_modules is missing or older than package-lock.json: running npm ci');
+  const code = await new Promise((resolveRun) => {
+    const child = spawn('npm', ['ci', '--no-audit', '--no-fund'], { cwd: REPO_ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+    child.on('exit', (c) => resolveRun(c ?? 1));
+    child.on('error', () => resolveRun(1));
+  });
+  if (code !== 0) {
+    say('npm ci failed');
+    process.exit(code);
   }
 }
 

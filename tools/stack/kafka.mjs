@@ -34,9 +34,18 @@ export async function kafkaClasspath(stackDir) {
       await run('mvn', args, { cwd: KAFKA_DIR, env, timeoutMs: 900_000 });
     }
     writeFileSync(join(partial, '.complete'), `${new Date().toISOString()}\n`);
-    rmSync(libDir, { recursive: true, force: true });
     mkdirSync(join(libDir, '..'), { recursive: true });
-    renameSync(partial, libDir);
+    if (existsSync(marker)) {
+      rmSync(partial, { recursive: true, force: true }); // another launcher was quicker
+    } else {
+      rmSync(libDir, { recursive: true, force: true });
+      try {
+        renameSync(partial, libDir);
+      } catch (error) {
+        rmSync(partial, { recursive: true, force: true });
+        if (!existsSync(marker)) throw error;
+      }
+    }
   }
   const jars = readdirSync(libDir).filter((f) => f.endsWith('.jar'));
   if (!jars.some((f) => f.startsWith('kafka_2.13-'))) throw new Error(`no kafka_2.13 jar in ${libDir}; remove the directory and start again`);
