@@ -20,6 +20,22 @@ async function createOk(body: Record<string, unknown> = {}): Promise<CreatedLink
   return answer.json;
 }
 
+/**
+ * Test data made before a fault is injected: retried on a 503 (a 2-core machine under
+ * load can time out a create); what is under test uses createOk and is never retried.
+ */
+async function setupLink(body: Record<string, unknown> = {}): Promise<CreatedLink> {
+  let last = '';
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const answer = await gw.create({ url: uniqueTarget('resilience-setup'), ...body });
+    if (answer.status === 201) return answer.json;
+    last = `${answer.status}: ${answer.text}`;
+    if (answer.status !== 503) break;
+    await sleep(1000);
+  }
+  throw new Error(`setup create failed: ${last}`);
+}
+
 async function expectRedirect(code: string, location: string, status = 302): Promise<void> {
   const answer = await gw.redirect(code);
   expect({ code, status: answer.status, location: answer.headers.get('location'), body: answer.status === status ? '' : answer.text }).toEqual({
@@ -53,9 +69,9 @@ describe('Redis down', () => {
   let redisPid: number | null = null;
 
   beforeAll(async () => {
-    cached = await createOk();
-    uncached = await createOk({ redirectType: 307 });
-    toUpdate = await createOk();
+    cached = await setupLink();
+    uncached = await setupLink({ redirectType: 307 });
+    toUpdate = await setupLink();
     await expectRedirect(cached.code, cached.url);
     await expectRedirect(toUpdate.code, toUpdate.url);
     redisPid = await stopHeld(stack, 'redis', { graceMs: 5000 });
@@ -120,7 +136,7 @@ describe('Kafka down', () => {
   let clicksBefore = 0;
 
   beforeAll(async () => {
-    clicked = await createOk();
+    clicked = await setupLink();
     await expectRedirect(clicked.code, clicked.url);
     clicksBefore = 1;
     // The one click is counted before Kafka goes: a baseline the outage must not disturb.
@@ -183,7 +199,7 @@ describe('Kafka down', () => {
   });
 
   it('new clicks are counted again within seconds', async () => {
-    const link = await createOk();
+    const link = await setupLink();
     for (let i = 0; i < 3; i++) await expectRedirect(link.code, link.url);
     await eventually(async () => (await gw.details(link.code)).json.clicks === 3, { timeoutMs: 15_000, intervalMs: 500 });
   });
@@ -196,15 +212,12 @@ describe('a reader instance down', () => {
   let links: CreatedLink[] = [];
 
   beforeAll(async () => {
-    links = await Promise.all(Array.from({ length: 6 }, () => createOk()));
+    for (let i = 0; i < 6; i++) links.push(await setupLink());
     readerPid = await stopHeld(stack, victim.name, { graceMs: 3000 });
   });
 
   afterAll(async () => {
-    await restore(victim.name, readerPid, () => httpReady(victim.httpPort, 60_000).catch(async () => {
-      // Readiness also depends on the topology; the process answering is what restore needs.
-      await eventually(async () => (await fetch(`http://127.0.0.1:${victim.httpPort}/health/live`)).status === 200, { timeoutMs: 30_000, intervalMs: 500 });
-    }));
+    await restore(victim.name, readerPid, () => httpReady(victim.httpPort, 180_000).catch(() => undefined));
   });
 
   it('needs a second reader to test this', () => {
@@ -231,7 +244,8 @@ describe('a reader instance down', () => {
 
   it('after the reader returns, misses are answered as before', async () => {
     await release(stack, victim.name, readerPid, 90_000);
-    await eventually(async () => (await fetch(`http://127.0.0.1:${victim.httpPort}/health/live`)).status === 200, { timeoutMs: 60_000, intervalMs: 500 });
+    // A Nest service can take minutes to start on a loaded 2-core machine.
+    await eventually(async () => (await fetch(`http://127.0.0.1:${victim.httpPort}/health/ready`)).status === 200, { timeoutMs: 180_000, intervalMs: 1000 });
     for (let round = 0; round < 2; round++) {
       await flushRedis();
       for (const link of links) await expectRedirect(link.code, link.url);

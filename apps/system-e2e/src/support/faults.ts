@@ -124,34 +124,54 @@ export async function readTopicUntil(
   kafka: Kafka = kafkaClient(stack, `system-e2e-reader-${process.pid}`),
 ): Promise<TopicMessage[]> {
   const wanted = new Set(keys);
-  const seen: TopicMessage[] = [];
-  const consumer = kafka.consumer({ groupId: `system-e2e-${Date.now()}-${Math.random().toString(36).slice(2)}`, sessionTimeout: 10_000 });
-  let finished!: () => void;
-  const finishedPromise = new Promise<void>((resolve) => (finished = resolve));
-  try {
-    await consumer.connect();
-    await consumer.subscribe({ topic, fromBeginning: true });
-    await consumer.run({
-      eachMessage: async ({ message, partition }) => {
-        const key = message.key?.toString() ?? null;
-        if (key === null || !wanted.has(key)) return;
-        const raw = message.value?.toString() ?? '';
-        let value: unknown = raw;
-        try {
-          value = JSON.parse(raw);
-        } catch {
-          /* kept as the raw string: the test says it is not JSON */
-        }
-        seen.push({ key, value, partition, offset: message.offset });
-        if (done(seen)) finished();
-      },
+  const deadline = Date.now() + timeoutMs;
+  let seen: TopicMessage[] = [];
+  let lastError: unknown = null;
+  // A broker that just came back may refuse the first connections: start over (a fresh
+  // group, from the beginning) until the deadline.
+  while (Date.now() < deadline) {
+    seen = [];
+    const consumer = kafka.consumer({ groupId: `system-e2e-${Date.now()}-${Math.random().toString(36).slice(2)}`, sessionTimeout: 10_000 });
+    let finished!: () => void;
+    let crashed!: (error: unknown) => void;
+    const outcome = new Promise<'done' | 'crashed'>((resolve) => {
+      finished = () => resolve('done');
+      crashed = (error) => {
+        lastError = error;
+        resolve('crashed');
+      };
     });
-    const timedOut = await Promise.race([finishedPromise.then(() => false), sleep(timeoutMs).then(() => true)]);
-    if (timedOut && !done(seen)) {
-      throw new Error(`${topic}: condition not met in ${timeoutMs} ms; messages seen for ${[...wanted].join(',')}: ${JSON.stringify(seen)}`);
+    consumer.on(consumer.events.CRASH, (event) => crashed(event.payload.error));
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topic, fromBeginning: true });
+      await consumer.run({
+        eachMessage: async ({ message, partition }) => {
+          const key = message.key?.toString() ?? null;
+          if (key === null || !wanted.has(key)) return;
+          const raw = message.value?.toString() ?? '';
+          let value: unknown = raw;
+          try {
+            value = JSON.parse(raw);
+          } catch {
+            /* kept as the raw string: the test says it is not JSON */
+          }
+          seen.push({ key, value, partition, offset: message.offset });
+          if (done(seen)) finished();
+        },
+      });
+      const result = await Promise.race([outcome, sleep(Math.max(0, deadline - Date.now())).then(() => 'timeout' as const)]);
+      if (result === 'done' || done(seen)) return seen;
+      if (result === 'timeout') break;
+    } catch (error) {
+      lastError = error;
+    } finally {
+      await consumer.disconnect().catch(() => undefined);
     }
-    return seen;
-  } finally {
-    await consumer.disconnect().catch(() => undefined);
+    await sleep(1000);
   }
+  throw new Error(
+    `${topic}: condition not met in ${timeoutMs} ms; messages seen for ${[...wanted].join(',')}: ${JSON.stringify(seen)}` +
+      (lastError ? `; last consumer error: ${(lastError as Error).message}` : ''),
+  );
 }
