@@ -193,6 +193,8 @@ export const KAFKA_TOPICS = [
   { topic: 'url.events', numPartitions: 6, configEntries: [] },
   { topic: 'url.clicks', numPartitions: 6, configEntries: [] },
   { topic: 'cluster.topology', numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] },
+  // one partition: whoever holds it in the monitors' consumer group leads (libs/events leader-election)
+  { topic: 'cluster.commands', numPartitions: 1, configEntries: [] },
 ];
 
 /** SHARD_NODES as docs/runtime.md defines it. */
