@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createConnection } from 'node:net';
+import { basename } from 'node:path';
 
 let logFile;
 let quiet = false;
@@ -95,6 +96,8 @@ export async function waitFor(what, check, { timeoutMs = 60_000, intervalMs = 25
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${lastError.message}` : ''}`);
 }
 
+const STACK_PROGRAMS = new Set(['postgres', 'pg_ctl', 'pg_rewind', 'pg_basebackup', 'initdb', 'java', 'redis-server', 'redis-check-rdb', 'node']);
+
 /** This process and its ancestors (a wrapper such as `timeout` or `npm` shares our env). */
 export function ancestors(pid = process.pid) {
   const chain = [];
@@ -146,8 +149,16 @@ export function processesOfStack(stackDir, { exclude = ancestors() } = {}) {
       } catch {
         /* not ours to read */
       }
+      let exe = '';
+      try {
+        exe = basename(readlinkSync(`/proc/${pid}/exe`));
+      } catch {
+        /* not ours to read */
+      }
       const inEnv = environ.some((item) => markers.includes(item));
-      const inCmd = cmdline.some((arg) => arg === stackDir || arg.startsWith(`${stackDir}/`));
+      // only programs the stack runs: a developer's `tail -f .stack/logs/...` or a shell
+      // sitting in the directory is not part of it
+      const inCmd = STACK_PROGRAMS.has(exe) && cmdline.some((arg) => arg === stackDir || arg.startsWith(`${stackDir}/`));
       // postgres rewrites its process title (over its command line and environment), but
       // every postgres process works in its data directory.
       let cwd = '';
@@ -156,7 +167,7 @@ export function processesOfStack(stackDir, { exclude = ancestors() } = {}) {
       } catch {
         /* not ours to read */
       }
-      const inCwd = cwd === stackDir || cwd.startsWith(`${stackDir}/`);
+      const inCwd = exe === 'postgres' && (cwd === stackDir || cwd.startsWith(`${stackDir}/`));
       if (inEnv || inCmd || inCwd) found.push({ pid, cmdline: cmdline.join(' ') });
     } catch {
       /* the process ended while we looked */
