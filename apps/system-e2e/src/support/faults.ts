@@ -42,7 +42,7 @@ export async function stopHeld(stack: StackHandle, name: string, { graceMs = 500
   const deadline = Date.now() + graceMs;
   while (isAlive(pid) && Date.now() < deadline) await sleep(100);
   if (isAlive(pid)) process.kill(pid, 'SIGKILL');
-  const killDeadline = Date.now() + 5000;
+  const killDeadline = Date.now() + 30_000; // a killed process stays visible until the supervisor reaps it
   while (isAlive(pid) && Date.now() < killDeadline) await sleep(100);
   if (isAlive(pid)) throw new Error(`${name} (pid ${pid}) did not die`);
   return pid;
