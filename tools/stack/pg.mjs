@@ -243,7 +243,7 @@ export class PgCluster {
       await run(
         this.bin('initdb'),
         ['-D', node.dataDir, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--locale=C.UTF-8', '--no-instructions'],
-        this.spawnOptions({ timeoutMs: 180_000 }),
+        this.spawnOptions({ timeoutMs: 600_000 }),
       );
     } finally {
       rmSync(pwfile, { force: true });
@@ -264,7 +264,7 @@ export class PgCluster {
     await run(
       this.bin('pg_basebackup'),
       ['-D', partial, '-d', this.conninfo(primary, { application_name: node.name }), '-R', '-C', '-S', node.name, '-X', 'stream', '-c', 'fast', '--no-sync'],
-      this.spawnOptions({ timeoutMs: 300_000 }),
+      this.spawnOptions({ timeoutMs: 600_000 }),
     );
     const target = { ...node, dataDir: partial };
     this.writeConfig(target);
