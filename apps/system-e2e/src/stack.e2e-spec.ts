@@ -154,8 +154,6 @@ describe('Redis', () => {
       await redis.del(key);
       const bind = (await redis.config('GET', 'bind')) as string[];
       expect(bind[1].split(/\s+/)).toEqual(['127.0.0.1']);
-      const aof = (await redis.config('GET', 'appendonly')) as string[];
-      expect(aof[1]).toBe('yes');
     } finally {
       redis.disconnect();
     }
