@@ -8,6 +8,7 @@ import {
   validateCompose,
   type ComposeDocument,
 } from './compose';
+import { Topics } from '@shortener/contracts';
 import { clone, repoPath } from './files';
 
 // Generous: CI runs these beside builds and a whole stack on two cores.
@@ -120,6 +121,7 @@ describe('docker/compose.yaml', () => {
     expect(script).toMatch(/--topic url\.events --partitions 6/);
     expect(script).toMatch(/--topic url\.clicks --partitions 6/);
     expect(script).toMatch(/--topic cluster\.topology --partitions 1 .*cleanup\.policy=compact/);
+    for (const topic of Object.values(Topics)) expect(script).toContain(`--topic ${topic} `);
     expect(compose.services.kafka.environment).toMatchObject({
       KAFKA_PROCESS_ROLES: 'broker,controller',
     });

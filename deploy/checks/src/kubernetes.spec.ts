@@ -1,3 +1,4 @@
+import { Topics } from '@shortener/contracts';
 import { clone, listYamlFiles, loadYamlFile } from './files';
 import { typeCheckObjects, validateAgainstSchema } from './kubernetes';
 import {
@@ -130,6 +131,15 @@ describe('Kubernetes manifests', () => {
         local.find((object) => object.kind === 'Deployment' && object.metadata.name === 'reader')!,
       )[0].image,
     ).toBe('shortener/reader:local');
+  });
+
+  it('creates every Kafka topic of libs/contracts in the kafka-topics Job', () => {
+    const job = rendered['k8s/base'].objects.find(
+      (object) => object.kind === 'Job' && object.metadata.name === 'kafka-topics',
+    )!;
+    const script = (containersOf(job)[0].args ?? []).join('\n');
+    for (const topic of Object.values(Topics)) expect(script).toContain(`--topic ${topic} `);
+    expect(script).toMatch(/--topic cluster\.topology --partitions 1 .*cleanup\.policy=compact/);
   });
 
   it('merges patches strategically (containers and env by name, service ports by port)', () => {
