@@ -13,9 +13,10 @@ export function redisProcess(inventory, baseEnv) {
       '--bind', redis.host,
       '--port', String(redis.port),
       '--dir', redis.dataDir,
-      '--appendonly', 'yes',
-      '--appendfsync', 'everysec',
-      '--save', '3600 1 300 100 60 10000',
+      // A cache, not a store: a Redis that comes back empty cannot serve an entry that a
+      // write made stale while it was away (the databases and url.events refill it).
+      '--appendonly', 'no',
+      '--save', '',
       '--daemonize', 'no',
       '--protected-mode', 'yes',
       '--maxmemory', '256mb',

@@ -59,9 +59,12 @@ export class ReaderPool {
         this.downUntil[index] = 0;
         return value;
       } catch (error) {
-        if (!(error instanceof TransportError)) throw error;
-        this.downUntil[index] = Date.now() + this.penaltyMs;
-        lastError = error;
+        // A reader that answers "cannot read right now" (just started, its replicas away)
+        // is passed over like one that does not answer; every other answer is final.
+        const unavailable = error instanceof DomainError && error.kind === 'dependency-unavailable';
+        if (!(error instanceof TransportError) && !unavailable) throw error;
+        if (error instanceof TransportError) this.downUntil[index] = Date.now() + this.penaltyMs;
+        lastError = error as Error;
       }
     }
     throw new DomainError('dependency-unavailable', `no reader answered: ${lastError?.message ?? 'none configured'}`, {

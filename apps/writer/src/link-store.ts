@@ -83,13 +83,16 @@ export class LinkStore {
     const pools = this.cluster.pools;
     const key = command.idempotencyKey;
     const requestHash = requestHashOf(command);
-    // With a key, the link is placed on the key's shard, so that the key and the link
-    // commit together; an alias decides its own shard.
+    // A key always lives on its own shard, so that a reuse with another body is found.
+    // A generated code is drawn on that shard too, so the key and the link commit
+    // together; an alias decides its own shard.
     const shard = command.alias ? pools.shardOf(command.alias) : key ? pools.shardOf(key) : null;
 
     if (key) {
-      const replay = await this.replay(shard!, key, requestHash);
-      if (replay) return { created: replay, row: null, shard: shard! };
+      const keyShard = pools.shardOf(key);
+      const replay = await this.replay(keyShard, key, requestHash);
+      if (replay) return { created: replay, row: null, shard: keyShard };
+      if (shard !== keyShard) return this.createWithKeyElsewhere(command, key, keyShard, requestHash);
     }
 
     for (let attempt = 0; attempt < MAX_CODE_ATTEMPTS; attempt++) {
@@ -149,6 +152,33 @@ export class LinkStore {
       return deleted;
     });
     return { row, shard };
+  }
+
+  /**
+   * An alias on another shard than its Idempotency-Key: claim the key first (on its own
+   * shard), create the link, then record the response; a failed create gives the claim
+   * up. A crash in between leaves a claim that another attempt takes over after 30 s.
+   */
+  private async createWithKeyElsewhere(
+    command: CreateLinkCommand,
+    key: string,
+    keyShard: number,
+    requestHash: Buffer,
+  ): Promise<{ created: LinkCreated; row: LinkRow | null; shard: number }> {
+    const claimed = await this.onPrimary(keyShard, (client) => IdempotencyRepository.claim(client, key, requestHash));
+    if (!claimed) {
+      const replay = await this.replay(keyShard, key, requestHash);
+      if (replay) return { created: replay, row: null, shard: keyShard };
+      throw new DomainError('conflict', 'a request with this Idempotency-Key is still in progress');
+    }
+    try {
+      const result = await this.create({ ...command, idempotencyKey: undefined });
+      await this.onPrimary(keyShard, (client) => IdempotencyRepository.complete(client, key, result.created));
+      return result;
+    } catch (error) {
+      await this.onPrimary(keyShard, (client) => IdempotencyRepository.release(client, key)).catch(() => undefined);
+      throw error;
+    }
   }
 
   private codeFor(shard: number | null): string {

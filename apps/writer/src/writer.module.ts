@@ -36,9 +36,11 @@ export class WriterModule {
               replicationMode: config.REPLICATION_MODE,
               credentials: { user: config.PG_USER, password: config.PG_PASSWORD, database: config.PG_DATABASE },
               sizing: {
-                max: 8,
-                connectTimeoutMs: 1000,
-                statementTimeoutMs: 4000,
+                // A dead primary refuses connections at once; the timeout only has to
+                // catch a frozen one, and must not turn a busy moment into a 503.
+                max: 16,
+                connectTimeoutMs: 3000,
+                statementTimeoutMs: 5000,
                 serverSideTimeout: false,
                 applicationName: 'writer',
               },

@@ -9,24 +9,34 @@ export const IDEMPOTENCY_WINDOW_HOURS = 24;
 
 export const IdempotencyRepository = {
   /**
-   * Claims the key inside the create's transaction. Waits for a concurrent holder of the
-   * same key to finish (unique index), then returns false if the key is taken and still
-   * within its 24 hours; an older claim is taken over.
+   * Claims the key. Waits for a concurrent holder of the same key to finish (unique
+   * index), then returns false if the key is taken and still within its 24 hours; an
+   * older claim, or an unfinished one abandoned for 30 s, is taken over.
    */
-  async claim(client: PoolClient, key: string, requestHash: Buffer): Promise<boolean> {
+  async claim(client: Pool | PoolClient, key: string, requestHash: Buffer): Promise<boolean> {
     const { rowCount } = await client.query({
       name: 'idempotency-claim',
       text: `/* writer:idempotency.claim */ INSERT INTO idempotency_keys (key, request_hash, response)
              VALUES ($1, $2, 'null'::jsonb)
              ON CONFLICT (key) DO UPDATE SET request_hash = excluded.request_hash, response = excluded.response,
                created_at = now()
-             WHERE idempotency_keys.created_at < now() - make_interval(hours => ${IDEMPOTENCY_WINDOW_HOURS})`,
+             WHERE idempotency_keys.created_at < now() - make_interval(hours => ${IDEMPOTENCY_WINDOW_HOURS})
+                OR (idempotency_keys.response = 'null'::jsonb AND idempotency_keys.created_at < now() - interval '30 seconds')`,
       values: [key, requestHash],
     });
     return rowCount === 1;
   },
 
-  async complete(client: PoolClient, key: string, response: unknown): Promise<void> {
+  /** Gives up an unfinished claim (the create it guarded failed). */
+  async release(node: Pool | PoolClient, key: string): Promise<void> {
+    await node.query({
+      name: 'idempotency-release',
+      text: `/* writer:idempotency.release */ DELETE FROM idempotency_keys WHERE key = $1 AND response = 'null'::jsonb`,
+      values: [key],
+    });
+  },
+
+  async complete(client: Pool | PoolClient, key: string, response: unknown): Promise<void> {
     await client.query({
       name: 'idempotency-complete',
       text: '/* writer:idempotency.complete */ UPDATE idempotency_keys SET response = $2 WHERE key = $1',

@@ -1,7 +1,8 @@
-import type { Consumer, Kafka } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
 import { Topics, urlEventSchema, type UrlEvent } from '@shortener/contracts';
 import type { LinkCache } from '@shortener/cache';
 import type { CacheEntry } from '@shortener/links';
+import { SupervisedConsumer } from './supervised-consumer';
 
 export function cacheEntryForEvent(event: UrlEvent): CacheEntry {
   if (event.type === 'url.deleted') return { kind: 'gone', version: event.link.version };
@@ -20,7 +21,7 @@ export function cacheEntryForEvent(event: UrlEvent): CacheEntry {
  * late events harmless.
  */
 export class CacheWarmer {
-  private consumer: Consumer | null = null;
+  private supervisor: SupervisedConsumer | null = null;
   applied = 0;
 
   constructor(
@@ -30,35 +31,38 @@ export class CacheWarmer {
   ) {}
 
   async start(): Promise<void> {
-    const consumer = this.kafka.consumer({
-      groupId: 'cache-warmer',
-      sessionTimeout: 10_000,
-      heartbeatInterval: 1000,
-      maxWaitTimeInMs: 3000,
-      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 3000 },
-    });
-    this.consumer = consumer;
-    await consumer.connect();
-    await consumer.subscribe({ topic: Topics.urlEvents, fromBeginning: true });
-    await consumer.run({
-      eachMessage: async ({ message }) => {
-        let event: UrlEvent;
-        try {
-          event = urlEventSchema.parse(JSON.parse(message.value?.toString() ?? 'null'));
-        } catch (error) {
-          this.onError(error as Error);
-          return;
-        }
-        // Throws while Redis is down: Kafka redelivers, so nothing is skipped.
-        await this.cache.put(event.code, cacheEntryForEvent(event));
-        this.applied += 1;
+    this.supervisor ??= new SupervisedConsumer(
+      this.kafka,
+      () => ({
+        groupId: 'cache-warmer',
+        sessionTimeout: 10_000,
+        heartbeatInterval: 1000,
+        maxWaitTimeInMs: 3000,
+        retry: { retries: 5, initialRetryTime: 300, maxRetryTime: 3000 },
+      }),
+      async (consumer) => {
+        await consumer.subscribe({ topic: Topics.urlEvents, fromBeginning: true });
+        await consumer.run({
+          eachMessage: async ({ message }) => {
+            let event: UrlEvent;
+            try {
+              event = urlEventSchema.parse(JSON.parse(message.value?.toString() ?? 'null'));
+            } catch (error) {
+              this.onError(error as Error);
+              return;
+            }
+            // Throws while Redis is down: Kafka redelivers, so nothing is skipped.
+            await this.cache.put(event.code, cacheEntryForEvent(event));
+            this.applied += 1;
+          },
+        });
       },
-    });
-    consumer.on(consumer.events.CRASH, (event) => this.onError(event.payload.error));
+      this.onError,
+    );
+    await this.supervisor.run();
   }
 
   async stop(): Promise<void> {
-    await this.consumer?.disconnect().catch(() => undefined);
-    this.consumer = null;
+    await this.supervisor?.stop();
   }
 }

@@ -1,6 +1,7 @@
 import type { Consumer, Kafka } from 'kafkajs';
 import { clickEventSchema, Topics } from '@shortener/contracts';
 import { ClickRepository, inTransaction, type ShardPools } from '@shortener/db';
+import { SupervisedConsumer } from './supervised-consumer';
 
 /**
  * Applies url.clicks to the owning primaries. Per shard and partition the highest
@@ -8,7 +9,7 @@ import { ClickRepository, inTransaction, type ShardPools } from '@shortener/db';
  * Kafka redelivers (after a crash or a rebalance) is skipped: counts are exact.
  */
 export class ClickCounter {
-  private consumer: Consumer | null = null;
+  private supervisor: SupervisedConsumer | null = null;
   applied = 0;
 
   constructor(
@@ -18,15 +19,26 @@ export class ClickCounter {
   ) {}
 
   async start(): Promise<void> {
-    const consumer = this.kafka.consumer({
-      groupId: 'click-counter',
-      sessionTimeout: 10_000,
-      heartbeatInterval: 1000,
-      maxWaitTimeInMs: 3000,
-      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 3000 },
-    });
-    this.consumer = consumer;
-    await consumer.connect();
+    this.supervisor ??= new SupervisedConsumer(
+      this.kafka,
+      () => ({
+        groupId: 'click-counter',
+        sessionTimeout: 10_000,
+        heartbeatInterval: 1000,
+        maxWaitTimeInMs: 3000,
+        retry: { retries: 5, initialRetryTime: 300, maxRetryTime: 3000 },
+      }),
+      (consumer) => this.consume(consumer),
+      this.onError,
+    );
+    await this.supervisor.run();
+  }
+
+  async stop(): Promise<void> {
+    await this.supervisor?.stop();
+  }
+
+  private async consume(consumer: Consumer): Promise<void> {
     await consumer.subscribe({ topic: Topics.urlClicks, fromBeginning: true });
     await consumer.run({
       autoCommit: true,
@@ -62,12 +74,6 @@ export class ClickCounter {
         if (last) resolveOffset(last.offset);
       },
     });
-    consumer.on(consumer.events.CRASH, (event) => this.onError(event.payload.error));
-  }
-
-  async stop(): Promise<void> {
-    await this.consumer?.disconnect().catch(() => undefined);
-    this.consumer = null;
   }
 
   private recount(messages: { offset: string; value: Buffer | null }[], shard: number, after: bigint) {

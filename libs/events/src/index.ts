@@ -7,3 +7,4 @@ export * from './kafka';
 export * from './outbox-relay';
 export * from './topology-channel';
 export * from './leader-election';
+export * from './supervised-consumer';

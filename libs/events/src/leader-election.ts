@@ -1,5 +1,6 @@
 import type { Consumer, Kafka } from 'kafkajs';
 import { clusterCommandSchema, Topics, type ClusterCommand } from '@shortener/contracts';
+import { SupervisedConsumer } from './supervised-consumer';
 
 export const LEADER_GROUP = 'failover-monitor';
 
@@ -11,7 +12,7 @@ export const LEADER_GROUP = 'failover-monitor';
  * frozen also stops counting itself as one once its heartbeats are stale.
  */
 export class LeaderElection {
-  private consumer: Consumer | null = null;
+  private supervisor: SupervisedConsumer | null = null;
   private assigned = false;
   private lastHeartbeat = 0;
 
@@ -19,6 +20,7 @@ export class LeaderElection {
     private readonly kafka: Kafka,
     private readonly onCommand: (command: ClusterCommand) => Promise<void>,
     private readonly onChange: (leader: boolean) => void = () => undefined,
+    private readonly onError: (error: Error) => void = () => undefined,
     private readonly options = { sessionTimeoutMs: 6000, heartbeatIntervalMs: 500, staleAfterMs: 3000 },
   ) {}
 
@@ -27,15 +29,31 @@ export class LeaderElection {
   }
 
   async start(): Promise<void> {
-    const consumer = this.kafka.consumer({
-      groupId: LEADER_GROUP,
-      sessionTimeout: this.options.sessionTimeoutMs,
-      rebalanceTimeout: this.options.sessionTimeoutMs,
-      heartbeatInterval: this.options.heartbeatIntervalMs,
-      maxWaitTimeInMs: 1000,
-      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 2000 },
-    });
-    this.consumer = consumer;
+    this.supervisor ??= new SupervisedConsumer(
+      this.kafka,
+      () => ({
+        groupId: LEADER_GROUP,
+        sessionTimeout: this.options.sessionTimeoutMs,
+        rebalanceTimeout: this.options.sessionTimeoutMs,
+        heartbeatInterval: this.options.heartbeatIntervalMs,
+        maxWaitTimeInMs: 1000,
+        retry: { retries: 5, initialRetryTime: 300, maxRetryTime: 2000 },
+      }),
+      (consumer) => this.lead(consumer),
+      (error) => {
+        this.setAssigned(false);
+        this.onError(error);
+      },
+    );
+    await this.supervisor.run();
+  }
+
+  async stop(): Promise<void> {
+    this.setAssigned(false);
+    await this.supervisor?.stop();
+  }
+
+  private async lead(consumer: Consumer): Promise<void> {
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
       const partitions = payload.memberAssignment[Topics.clusterCommands] ?? [];
       this.lastHeartbeat = Date.now();
@@ -47,7 +65,6 @@ export class LeaderElection {
     for (const event of [consumer.events.CRASH, consumer.events.DISCONNECT, consumer.events.STOP]) {
       consumer.on(event, () => this.setAssigned(false));
     }
-    await consumer.connect();
     await consumer.subscribe({ topic: Topics.clusterCommands, fromBeginning: false });
     await consumer.run({
       eachMessage: async ({ message, heartbeat }) => {
@@ -61,12 +78,6 @@ export class LeaderElection {
         }
       },
     });
-  }
-
-  async stop(): Promise<void> {
-    this.setAssigned(false);
-    await this.consumer?.disconnect().catch(() => undefined);
-    this.consumer = null;
   }
 
   private setAssigned(assigned: boolean): void {

@@ -1,8 +1,9 @@
-import type { Consumer, Kafka, Producer } from 'kafkajs';
+import type { Kafka, Producer } from 'kafkajs';
 import { randomUUID } from 'node:crypto';
 import { TOPOLOGY_KEY, Topics } from '@shortener/contracts';
 import { isNewer, parseTopology, type Topology } from '@shortener/topology';
 import { withTimeout } from './event-producer';
+import { SupervisedConsumer } from './supervised-consumer';
 
 /**
  * Every service's view of the cluster: reads the compacted `cluster.topology` topic
@@ -10,7 +11,7 @@ import { withTimeout } from './event-producer';
  * record) and hands on each document that moves the epoch forward.
  */
 export class TopologyFollower {
-  private consumer: Consumer | null = null;
+  private supervisor: SupervisedConsumer | null = null;
   private latest: Topology | null = null;
 
   constructor(
@@ -26,37 +27,43 @@ export class TopologyFollower {
   }
 
   async start(): Promise<void> {
-    const consumer = this.kafka.consumer({
-      groupId: `topology-${this.service}-${randomUUID()}`,
-      sessionTimeout: 10_000,
-      heartbeatInterval: 1000,
-      maxWaitTimeInMs: 3000,
-      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 3000 },
-    });
-    this.consumer = consumer;
-    await consumer.connect();
-    await consumer.subscribe({ topic: Topics.clusterTopology, fromBeginning: true });
-    await consumer.run({
-      autoCommit: false,
-      eachMessage: async ({ message }) => {
-        if (!message.value) return this.onOffset(Number(message.offset));
-        try {
-          const topology = parseTopology(JSON.parse(message.value.toString()));
-          if (isNewer(topology, this.latest)) {
-            this.latest = topology;
-            this.onTopology(topology);
-          }
-        } catch (error) {
-          this.onError(error as Error);
-        }
-        this.onOffset(Number(message.offset));
+    this.supervisor ??= new SupervisedConsumer(
+      this.kafka,
+      () => ({
+        // A group of its own (every instance must see every record), made anew at each
+        // restart so that a restarted follower reads the topic from its beginning again.
+        groupId: `topology-${this.service}-${randomUUID()}`,
+        sessionTimeout: 10_000,
+        heartbeatInterval: 1000,
+        maxWaitTimeInMs: 3000,
+        retry: { retries: 5, initialRetryTime: 300, maxRetryTime: 3000 },
+      }),
+      async (consumer) => {
+        await consumer.subscribe({ topic: Topics.clusterTopology, fromBeginning: true });
+        await consumer.run({
+          autoCommit: false,
+          eachMessage: async ({ message }) => {
+            if (!message.value) return this.onOffset(Number(message.offset));
+            try {
+              const topology = parseTopology(JSON.parse(message.value.toString()));
+              if (isNewer(topology, this.latest)) {
+                this.latest = topology;
+                this.onTopology(topology);
+              }
+            } catch (error) {
+              this.onError(error as Error);
+            }
+            this.onOffset(Number(message.offset));
+          },
+        });
       },
-    });
+      this.onError,
+    );
+    await this.supervisor.run();
   }
 
   async stop(): Promise<void> {
-    await this.consumer?.disconnect().catch(() => undefined);
-    this.consumer = null;
+    await this.supervisor?.stop();
   }
 }
 
@@ -129,7 +136,9 @@ export async function readLatestTopology(kafka: Kafka, timeoutMs = 8000): Promis
     'once',
     (topology) => (latest = topology),
     () => undefined,
-    (offset) => offset >= lastOffset && reached(),
+    // Topology records are written in transactions: the last offset below the high
+    // watermark is usually a commit marker, which consumers never see.
+    (offset) => offset >= lastOffset - 1 && setTimeout(reached, 300),
   );
   try {
     await withTimeout(follower.start().then(() => caughtUp), timeoutMs, 'reading cluster.topology');
