@@ -7,14 +7,19 @@ const SERVICE_ACCOUNT = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 /**
  * Node control on Kubernetes, through the API server with the pod's service account
- * (RBAC in k8s/base). A database node is a pod named after it (s0n1 -> pg-s0n1-0 is not
- * assumed: the pod name is the node name with '_' as '-'). Fencing deletes the pod with
+ * (RBAC in k8s/base). A node's pod is the first DNS label of its host in SHARD_NODES
+ * (`pg-s0-1.pg-s0` -> pod `pg-s0-1`). Fencing deletes the pod with
  * no grace period; the StatefulSet recreates it, and its entrypoint, finding that the
  * topology names another primary, rewinds it (pg_rewind) and starts it as a standby of
  * that primary. Rejoin and start are therefore the same delete; stop is a graceful delete.
  */
 export class KubernetesNodeControl implements NodeControl {
   private readonly namespace = readFileSync(`${SERVICE_ACCOUNT}/namespace`, 'utf8').trim();
+  private readonly pods: Map<string, string>;
+
+  constructor(nodes: { name: string; host: string }[]) {
+    this.pods = new Map(nodes.map((node) => [node.name, podName(node.host)]));
+  }
 
   async fence(node: string): Promise<void> {
     await this.deletePod(node, 0);
@@ -33,7 +38,7 @@ export class KubernetesNodeControl implements NodeControl {
   }
 
   async isRunning(node: string): Promise<boolean> {
-    const response = await this.request('GET', `/api/v1/namespaces/${this.namespace}/pods/${podName(node)}`);
+    const response = await this.request('GET', `/api/v1/namespaces/${this.namespace}/pods/${this.pod(node)}`);
     if (response.status === 404) return false;
     const pod = (await response.json()) as { status?: { phase?: string } };
     return pod.status?.phase === 'Running';
@@ -42,9 +47,15 @@ export class KubernetesNodeControl implements NodeControl {
   private async deletePod(node: string, graceSeconds: number): Promise<void> {
     const response = await this.request(
       'DELETE',
-      `/api/v1/namespaces/${this.namespace}/pods/${podName(node)}?gracePeriodSeconds=${graceSeconds}`,
+      `/api/v1/namespaces/${this.namespace}/pods/${this.pod(node)}?gracePeriodSeconds=${graceSeconds}`,
     );
     if (!response.ok && response.status !== 404) throw new Error(`deleting pod of ${node}: HTTP ${response.status}`);
+  }
+
+  private pod(node: string): string {
+    const pod = this.pods.get(node);
+    if (!pod) throw new RangeError(`unknown node ${node}`);
+    return pod;
   }
 
   private request(method: string, path: string): Promise<Response> {
@@ -53,6 +64,6 @@ export class KubernetesNodeControl implements NodeControl {
   }
 }
 
-export function podName(node: string): string {
-  return node.replace(/_/g, '-');
+export function podName(host: string): string {
+  return host.split('.')[0];
 }

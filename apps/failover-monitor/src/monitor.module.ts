@@ -6,6 +6,8 @@ import type { Kafka } from 'kafkajs';
 import pino from 'pino';
 import { KubernetesNodeControl } from './kubernetes-node-control';
 import { LocalNodeControl } from './local-node-control';
+import { SqlOnlyNodeControl } from './sql-only-node-control';
+import { NodeAdmin } from '@shortener/db';
 import { MonitorLifecycle } from './monitor.lifecycle';
 import { CLUSTER_VIEW, KAFKA, MONITOR_CONFIG, NODE_CONTROL } from './monitor.constants';
 
@@ -42,10 +44,18 @@ export class MonitorModule {
         },
         {
           provide: NODE_CONTROL,
-          useFactory: () =>
-            config.NODE_CONTROL === 'kubernetes'
-              ? new KubernetesNodeControl()
-              : new LocalNodeControl(config.STACK_DIR!, (message, extra) => log.info(extra ?? {}, message)),
+          inject: [CLUSTER_VIEW],
+          useFactory: (cluster: ClusterView) => {
+            const note = (message: string, extra?: object) => log.info(extra ?? {}, message);
+            switch (config.NODE_CONTROL) {
+              case 'kubernetes':
+                return new KubernetesNodeControl(config.SHARD_NODES.flatMap((shard) => shard.nodes));
+              case 'sql':
+                return new SqlOnlyNodeControl((node) => NodeAdmin.setReadOnly(cluster.pools.pool(node), true), note);
+              default:
+                return new LocalNodeControl(config.STACK_DIR!, note);
+            }
+          },
         },
         MonitorLifecycle,
       ],

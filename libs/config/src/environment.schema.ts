@@ -129,7 +129,7 @@ export const monitorEnvironmentSchema = z.object({
   ...database,
   HTTP_PORT: port,
   MONITOR_ID: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/),
-  NODE_CONTROL: z.enum(['local', 'kubernetes']).default('local'),
+  NODE_CONTROL: z.enum(['local', 'kubernetes', 'sql']).default('local'),
   STACK_DIR: z.string().min(1).optional(),
 });
 

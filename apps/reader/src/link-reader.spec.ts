@@ -1,0 +1,30 @@
+import type { LinkRow } from '@shortener/db';
+import { entryFor, resolutionOf } from './link-reader';
+
+const live: LinkRow = {
+  code: 'abc1234',
+  url: 'https://example.com',
+  redirectType: 307,
+  createdAt: new Date(0),
+  updatedAt: new Date(5),
+  expiresAt: null,
+  deletedAt: null,
+  clicks: 0,
+  version: 5,
+};
+
+describe('resolutionOf / entryFor', () => {
+  it('follows a live link with its redirect type', () => {
+    expect(resolutionOf(live)).toEqual({ status: 'found', url: 'https://example.com', redirectType: 307, expiresAt: null });
+    expect(entryFor(live)).toEqual({ kind: 'link', version: 5, redirectType: 307, expiresAt: null, url: 'https://example.com' });
+  });
+
+  it('answers gone for deleted and expired links, unknown for none', () => {
+    expect(resolutionOf({ ...live, deletedAt: new Date() })).toEqual({ status: 'gone' });
+    expect(resolutionOf({ ...live, expiresAt: new Date(1000) }, 2000)).toEqual({ status: 'gone' });
+    expect(resolutionOf({ ...live, expiresAt: new Date(3000) }, 2000).status).toBe('found');
+    expect(resolutionOf(null)).toEqual({ status: 'unknown' });
+    expect(entryFor({ ...live, deletedAt: new Date() })).toEqual({ kind: 'gone', version: 5 });
+    expect(entryFor(null)).toEqual({ kind: 'unknown' });
+  });
+});
