@@ -275,7 +275,7 @@ describe('aliases', () => {
   it.each(RESERVED)('rejects the reserved word %s with 400', async (alias) => {
     const answer = await gw.create({ url: uniqueTarget(), alias });
     expectProblem(answer, 400);
-    expect(answer.json.errors?.map((error: { field: string }) => error.field)).toContain('alias');
+    expect((answer.json as { errors?: { field: string }[] }).errors?.map((error) => error.field)).toContain('alias');
   });
 
   it.each([
@@ -289,7 +289,7 @@ describe('aliases', () => {
   ])('rejects an alias with %s (%j) with 400', async (_, alias) => {
     const answer = await gw.create({ url: uniqueTarget(), alias });
     expectProblem(answer, 400);
-    expect(answer.json.errors?.map((error: { field: string }) => error.field)).toContain('alias');
+    expect((answer.json as { errors?: { field: string }[] }).errors?.map((error) => error.field)).toContain('alias');
   });
 });
 
@@ -311,7 +311,7 @@ describe('bad input on create', () => {
   it('answers 400 naming unknown fields', async () => {
     const answer = await gw.create({ url: uniqueTarget(), surprise: 1 });
     expectProblem(answer, 400);
-    expect(answer.json.errors?.map((error: { field: string }) => error.field)).toContain('surprise');
+    expect((answer.json as { errors?: { field: string }[] }).errors?.map((error) => error.field)).toContain('surprise');
   });
 
   it.each([
@@ -335,7 +335,7 @@ describe('bad input on create', () => {
   ])('answers 400 for a url %s', async (_, url) => {
     const answer = await gw.create(url === undefined ? {} : { url });
     expectProblem(answer, 400);
-    expect(answer.json.errors?.map((error: { field: string }) => error.field)).toContain('url');
+    expect((answer.json as { errors?: { field: string }[] }).errors?.map((error) => error.field)).toContain('url');
   });
 
   it('accepts a url of exactly 2048 characters', async () => {
@@ -357,13 +357,13 @@ describe('bad input on create', () => {
   ])('answers 400 for expiresAt %s', async (_, expiresAt) => {
     const answer = await gw.create({ url: uniqueTarget(), expiresAt });
     expectProblem(answer, 400);
-    expect(answer.json.errors?.map((error: { field: string }) => error.field)).toContain('expiresAt');
+    expect((answer.json as { errors?: { field: string }[] }).errors?.map((error) => error.field)).toContain('expiresAt');
   });
 
   it.each([303, 300, 200, '302'])('answers 400 for redirectType %j', async (redirectType) => {
     const answer = await gw.create({ url: uniqueTarget(), redirectType });
     expectProblem(answer, 400);
-    expect(answer.json.errors?.map((error: { field: string }) => error.field)).toContain('redirectType');
+    expect((answer.json as { errors?: { field: string }[] }).errors?.map((error) => error.field)).toContain('redirectType');
   });
 
   it('answers 413 for a body over 16 KiB', async () => {
@@ -584,7 +584,7 @@ describe('PATCH and DELETE /api/urls/{code}', () => {
     ] as const) {
       const answer = await gw.patch(link.code, body, link.manageToken);
       expectProblem(answer, 400);
-      expect({ body, fields: answer.json.errors?.map((error: { field: string }) => error.field) }).toEqual({ body, fields: expect.arrayContaining([field]) });
+      expect({ body, fields: (answer.json as { errors?: { field: string }[] }).errors?.map((error) => error.field) }).toEqual({ body, fields: expect.arrayContaining([field]) });
     }
     expectProblem(await patchRaw('{"url": '), 400);
     expectProblem(await patchRaw(JSON.stringify({ url: uniqueTarget() }), 'text/plain'), 415);
