@@ -134,7 +134,7 @@ async function runE2e() {
     ok = await jest(args, e2eEnv, 'e2e');
     // The fault suite changes the topology (failovers, switchover): it runs last, on the same stack.
     if (!process.env.STACK_SKIP_SERVICES || process.env.STACK_SKIP_SERVICES === '0') {
-      const faultsOk = await jest(['--config', 'apps/system-e2e/jest.config.ts', '--runInBand', '--testMatch', '**/*.faults-spec.ts'], e2eEnv, 'faults');
+      const faultsOk = await jest(['--config', 'apps/system-e2e/jest.config.ts', '--runInBand', '--forceExit', '--testMatch', '**/*.faults-spec.ts'], e2eEnv, 'faults');
       ok = ok && faultsOk;
     }
   } else {

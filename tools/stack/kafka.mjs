@@ -77,6 +77,8 @@ function serverProperties(inventory) {
     'share.coordinator.state.topic.replication.factor=1',
     'share.coordinator.state.topic.min.isr=1',
     'group.initial.rebalance.delay.ms=0',
+    // the failover monitors' leadership lease is a 4 s group session (libs/events leader-election)
+    'group.min.session.timeout.ms=2000',
     'auto.create.topics.enable=true',
     'num.network.threads=2',
     'num.io.threads=4',

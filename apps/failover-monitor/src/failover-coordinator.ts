@@ -63,12 +63,14 @@ export class FailoverCoordinator {
 
   start(): void {
     const tick = async () => {
+      const started = Date.now();
       try {
         await this.checkOnce();
       } catch (error) {
         this.deps.log('error', 'health round failed', { err: (error as Error).message });
       }
-      if (this.timer) this.timer = setTimeout(tick, CHECK_INTERVAL_MS);
+      // One round a second, whatever a slow probe cost this round.
+      if (this.timer) this.timer = setTimeout(tick, Math.max(0, CHECK_INTERVAL_MS - (Date.now() - started)));
     };
     this.timer = setTimeout(tick, CHECK_INTERVAL_MS);
   }

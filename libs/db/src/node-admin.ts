@@ -9,8 +9,20 @@ import { parseLsn } from './node-probe';
 export const NodeAdmin = {
   /** Promotes a standby and waits (up to waitSeconds) until it accepts writes. */
   async promote(pool: Pool, waitSeconds = 10): Promise<boolean> {
-    const { rows } = await pool.query<{ promoted: boolean }>('SELECT pg_promote(true, $1) AS promoted', [waitSeconds]);
-    return rows[0].promoted;
+    // The monitor's pools cut statements short (health checks); promotion may take longer.
+    const client = await pool.connect();
+    try {
+      await client.query("SELECT set_config('statement_timeout', $1, false)", [`${(waitSeconds + 5) * 1000}`]);
+      const { rows } = await client.query<{ promoted: boolean }>({
+        text: 'SELECT pg_promote(true, $1) AS promoted',
+        values: [waitSeconds],
+        query_timeout: (waitSeconds + 5) * 1000,
+      } as never);
+      await client.query('RESET statement_timeout');
+      return rows[0].promoted;
+    } finally {
+      client.release();
+    }
   },
 
   async setSynchronousStandbyNames(pool: Pool, value: string): Promise<void> {

@@ -8,7 +8,8 @@ export const LEADER_GROUP = 'failover-monitor';
  * Leadership as a Kafka group lease: every monitor joins one consumer group on the
  * single-partition `cluster.commands` topic, and the member that holds partition 0 leads
  * and receives the commands. A leader that dies stops heartbeating; after the session
- * timeout the coordinator hands the partition to the other monitor. A leader that was
+ * timeout (4 s; the broker's group.min.session.timeout.ms must allow it) the coordinator
+ * hands the partition to the other monitor. A leader that was
  * frozen also stops counting itself as one once its heartbeats are stale.
  */
 export class LeaderElection {
@@ -21,7 +22,7 @@ export class LeaderElection {
     private readonly onCommand: (command: ClusterCommand) => Promise<void>,
     private readonly onChange: (leader: boolean) => void = () => undefined,
     private readonly onError: (error: Error) => void = () => undefined,
-    private readonly options = { sessionTimeoutMs: 6000, heartbeatIntervalMs: 500, staleAfterMs: 3000 },
+    private readonly options = { sessionTimeoutMs: 4000, heartbeatIntervalMs: 500, staleAfterMs: 3000 },
   ) {}
 
   isLeader(now = Date.now()): boolean {
