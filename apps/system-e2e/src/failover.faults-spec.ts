@@ -164,12 +164,22 @@ async function seedLinks(doc: ClusterDoc, shard: number, count: number): Promise
 
 /** Every acknowledged create is on the shard's (new) primary. */
 async function missingOnPrimary(shard: number, codes: string[]): Promise<string[]> {
-  const primary = await currentPrimary(stack, shard);
-  return withNode(stack, primary, async (db) => {
-    const { rows } = await db.query<{ code: string }>('SELECT code FROM urls WHERE code = ANY($1)', [codes]);
-    const found = new Set(rows.map((row) => row.code));
-    return codes.filter((code) => !found.has(code));
-  });
+  // The primary the topology names, checked to really be one (a node just promoted may
+  // take a moment to accept connections).
+  return eventually(
+    async () => {
+      const primary = nodeByName((await cluster()).shards[shard].primary.name);
+      const standby = await withNode(stack, primary, async (db) => (await db.query('SELECT pg_is_in_recovery() AS r')).rows[0].r as boolean);
+      if (standby) throw new Error(`${primary.name} is not a primary yet`);
+      expect(await currentPrimary(stack, shard)).toEqual(primary);
+      return withNode(stack, primary, async (db) => {
+        const { rows } = await db.query<{ code: string }>('SELECT code FROM urls WHERE code = ANY($1)', [codes]);
+        const found = new Set(rows.map((row) => row.code));
+        return codes.filter((code) => !found.has(code));
+      });
+    },
+    { timeoutMs: 20_000, intervalMs: 500 },
+  );
 }
 
 /** Every other node of the shard streams from its primary again. */

@@ -39,8 +39,8 @@ export class WriterModule {
                 // A dead primary refuses connections at once; the timeout only has to
                 // catch a frozen one, and must not turn a busy moment into a 503.
                 max: 16,
-                connectTimeoutMs: 3000,
-                statementTimeoutMs: 5000,
+                connectTimeoutMs: 2000,
+                statementTimeoutMs: 2500,
                 serverSideTimeout: false,
                 applicationName: 'writer',
               },

@@ -11,6 +11,8 @@ export const NodeAdmin = {
   async promote(pool: Pool, waitSeconds = 10): Promise<boolean> {
     // The monitor's pools cut statements short (health checks); promotion may take longer.
     const client = await pool.connect();
+    const onError = () => undefined; // the server may go away mid-call; the query rejects anyway
+    client.on('error', onError);
     try {
       await client.query("SELECT set_config('statement_timeout', $1, false)", [`${(waitSeconds + 5) * 1000}`]);
       const { rows } = await client.query<{ promoted: boolean }>({
@@ -21,7 +23,8 @@ export const NodeAdmin = {
       await client.query('RESET statement_timeout');
       return rows[0].promoted;
     } finally {
-      client.release();
+      client.off('error', onError);
+      client.release(true);
     }
   },
 
