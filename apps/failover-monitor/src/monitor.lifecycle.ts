@@ -2,7 +2,7 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShut
 import type { MonitorEnvironment } from '@shortener/config';
 import { LeaderElection, readLatestTopology, TopologyPublisher, type ClusterView } from '@shortener/events';
 import { ReadinessRegistry } from '@shortener/observability';
-import type { Kafka } from 'kafkajs';
+import type { Kafka } from '@shortener/events';
 import { PinoLogger } from 'nestjs-pino';
 import { FailoverCoordinator } from './failover-coordinator';
 import type { NodeControl } from './node-control';

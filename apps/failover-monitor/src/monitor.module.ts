@@ -2,7 +2,7 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import type { MonitorEnvironment } from '@shortener/config';
 import { ClusterView, createKafka } from '@shortener/events';
 import { ObservabilityModule } from '@shortener/observability';
-import type { Kafka } from 'kafkajs';
+import type { Kafka } from '@shortener/events';
 import pino from 'pino';
 import { KubernetesNodeControl } from './kubernetes-node-control';
 import { LocalNodeControl } from './local-node-control';

@@ -6,7 +6,7 @@ import type { GatewayEnvironment } from '@shortener/config';
 import { DomainError, type FieldError } from '@shortener/contracts';
 import { ClickBatcher, createKafka, EventProducer, TopologyFollower } from '@shortener/events';
 import { ObservabilityModule } from '@shortener/observability';
-import type { Kafka } from 'kafkajs';
+import type { Kafka } from '@shortener/events';
 import pino from 'pino';
 import { AdminGuard, ManageAuthGuard } from './auth';
 import { ClusterController } from './cluster.controller';

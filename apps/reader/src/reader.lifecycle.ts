@@ -2,7 +2,7 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShut
 import type { LinkCache } from '@shortener/cache';
 import { CacheWarmer, type ClusterView } from '@shortener/events';
 import { gauge, ReadinessRegistry } from '@shortener/observability';
-import type { Kafka } from 'kafkajs';
+import type { Kafka } from '@shortener/events';
 import { PinoLogger } from 'nestjs-pino';
 import { NodeHealthMonitor } from './node-health.monitor';
 import { CLUSTER_VIEW, KAFKA, LINK_CACHE } from './reader.constants';

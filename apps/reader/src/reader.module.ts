@@ -3,7 +3,7 @@ import { createRedis, LinkCache } from '@shortener/cache';
 import type { ReaderEnvironment } from '@shortener/config';
 import { ClusterView, createKafka } from '@shortener/events';
 import { ObservabilityModule } from '@shortener/observability';
-import type { Kafka } from 'kafkajs';
+import type { Kafka } from '@shortener/events';
 import pino from 'pino';
 import { LinkReader } from './link-reader';
 import { NodeHealthMonitor } from './node-health.monitor';

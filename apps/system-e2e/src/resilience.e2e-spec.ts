@@ -209,7 +209,7 @@ describe('a reader instance down', () => {
   const readers = stack.inventory.services.readers;
   const victim = readers[0];
   let readerPid: number | null = null;
-  let links: CreatedLink[] = [];
+  const links: CreatedLink[] = [];
 
   beforeAll(async () => {
     for (let i = 0; i < 6; i++) links.push(await setupLink());

@@ -22,7 +22,7 @@ import {
 } from '@shortener/db';
 import type { ClusterView } from '@shortener/events';
 import { DEFAULT_REDIRECT_TYPE, generateCode } from '@shortener/links';
-import type { PoolClient } from 'pg';
+import type { PoolClient } from '@shortener/db';
 import { CLUSTER_VIEW } from './writer.constants';
 
 export const MAX_CODE_ATTEMPTS = 8;

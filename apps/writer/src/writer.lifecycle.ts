@@ -4,7 +4,7 @@ import { ClickCounter, OutboxRelay, type ClusterView, type EventProducer } from 
 import type { WriterEnvironment } from '@shortener/config';
 import { IdempotencyRepository } from '@shortener/db';
 import { gauge, ReadinessRegistry } from '@shortener/observability';
-import type { Kafka } from 'kafkajs';
+import type { Kafka } from '@shortener/events';
 import { PinoLogger } from 'nestjs-pino';
 import { CacheAfterWrite } from './cache-after-write';
 import { CLUSTER_VIEW, EVENT_PRODUCER, KAFKA, LINK_CACHE, WRITER_CONFIG } from './writer.constants';

@@ -3,7 +3,7 @@ import { createRedis, LinkCache } from '@shortener/cache';
 import type { WriterEnvironment } from '@shortener/config';
 import { ClusterView, createKafka, EventProducer } from '@shortener/events';
 import { ObservabilityModule } from '@shortener/observability';
-import type { Kafka } from 'kafkajs';
+import type { Kafka } from '@shortener/events';
 import pino from 'pino';
 import { CacheAfterWrite } from './cache-after-write';
 import { LinkStore } from './link-store';

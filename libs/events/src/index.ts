@@ -8,3 +8,4 @@ export * from './outbox-relay';
 export * from './topology-channel';
 export * from './leader-election';
 export * from './supervised-consumer';
+export type { Kafka } from 'kafkajs';
