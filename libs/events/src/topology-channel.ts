@@ -5,6 +5,8 @@ import { isNewer, parseTopology, type Topology } from '@shortener/topology';
 import { withTimeout } from './event-producer';
 import { SupervisedConsumer } from './supervised-consumer';
 
+const FIRST_RECORD_TIMEOUT_MS = 15_000;
+
 /**
  * Every service's view of the cluster: reads the compacted `cluster.topology` topic
  * from its beginning (a consumer group of its own, so every instance sees every
@@ -12,6 +14,7 @@ import { SupervisedConsumer } from './supervised-consumer';
  */
 export class TopologyFollower {
   private supervisor: SupervisedConsumer | null = null;
+  private watchdog: NodeJS.Timeout | null = null;
   private latest: Topology | null = null;
 
   constructor(
@@ -60,10 +63,24 @@ export class TopologyFollower {
       this.onError,
     );
     await this.supervisor.run();
+    this.watchdog ??= setInterval(() => void this.restartIfSilent(), FIRST_RECORD_TIMEOUT_MS);
+    this.watchdog.unref();
   }
 
   async stop(): Promise<void> {
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.watchdog = null;
     await this.supervisor?.stop();
+  }
+
+  /**
+   * A consumer that joined while the broker was still loading its groups can sit silent
+   * without an error; until a first document arrives, it is replaced periodically.
+   */
+  private async restartIfSilent(): Promise<void> {
+    if (this.latest !== null || !this.supervisor) return;
+    await this.supervisor.stop();
+    await this.supervisor.run();
   }
 }
 
