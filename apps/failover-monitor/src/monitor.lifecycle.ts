@@ -42,13 +42,8 @@ export class MonitorLifecycle implements OnApplicationBootstrap, OnApplicationSh
   onApplicationBootstrap(): void {
     this.cluster.start();
     this.coordinator.start();
-    const join = () =>
-      this.election.start().catch((error: Error) => {
-        this.logger.warn({ err: error.message }, 'could not join the monitor group; retrying');
-        void this.election.stop();
-        setTimeout(join, 2000).unref();
-      });
-    void join();
+    // Never rejects: the group membership retries on its own while Kafka is away.
+    void this.election.start();
     this.readiness.add('kafka-group', async () => this.election.isLeader() || this.cluster.hasPublishedTopology);
   }
 

@@ -23,13 +23,8 @@ export class GatewayLifecycle implements OnApplicationBootstrap, OnApplicationSh
 
   onApplicationBootstrap(): void {
     this.clicks.start();
-    const follow = () =>
-      this.follower.start().catch((error: Error) => {
-        this.logger.warn({ err: error.message }, 'topology follower could not start; retrying');
-        void this.follower.stop();
-        setTimeout(follow, 2000).unref();
-      });
-    void follow();
+    // Never rejects: the follower retries on its own while Kafka is away.
+    void this.follower.start();
     // Ready = redirects can be served: from the cache, or through a reader.
     this.readiness.add('redirects', async () => {
       const cacheUp = await this.cache.ping().catch(() => false);

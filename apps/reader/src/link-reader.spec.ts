@@ -1,5 +1,5 @@
-import type { LinkRow } from '@shortener/db';
-import { entryFor, resolutionOf } from './link-reader';
+import { cacheEntryOf, type LinkRow } from '@shortener/db';
+import { resolutionOf } from './link-reader';
 
 const live: LinkRow = {
   code: 'abc1234',
@@ -13,10 +13,10 @@ const live: LinkRow = {
   version: 5,
 };
 
-describe('resolutionOf / entryFor', () => {
+describe('resolutionOf / cacheEntryOf', () => {
   it('follows a live link with its redirect type', () => {
     expect(resolutionOf(live)).toEqual({ status: 'found', url: 'https://example.com', redirectType: 307, expiresAt: null });
-    expect(entryFor(live)).toEqual({ kind: 'link', version: 5, redirectType: 307, expiresAt: null, url: 'https://example.com' });
+    expect(cacheEntryOf(live)).toEqual({ kind: 'link', version: 5, redirectType: 307, expiresAt: null, url: 'https://example.com' });
   });
 
   it('answers gone for deleted and expired links, unknown for none', () => {
@@ -24,7 +24,7 @@ describe('resolutionOf / entryFor', () => {
     expect(resolutionOf({ ...live, expiresAt: new Date(1000) }, 2000)).toEqual({ status: 'gone' });
     expect(resolutionOf({ ...live, expiresAt: new Date(3000) }, 2000).status).toBe('found');
     expect(resolutionOf(null)).toEqual({ status: 'unknown' });
-    expect(entryFor({ ...live, deletedAt: new Date() })).toEqual({ kind: 'gone', version: 5 });
-    expect(entryFor(null)).toEqual({ kind: 'unknown' });
+    expect(cacheEntryOf({ ...live, deletedAt: new Date() })).toEqual({ kind: 'gone', version: 5 });
+    expect(cacheEntryOf(null)).toEqual({ kind: 'unknown' });
   });
 });

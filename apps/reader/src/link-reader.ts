@@ -1,27 +1,14 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { LinkCache } from '@shortener/cache';
 import { DomainError, type LinkDetails, type Resolution } from '@shortener/contracts';
-import { LinkRepository, type LinkRow } from '@shortener/db';
+import { cacheEntryOf, LinkRepository, linkDetailsOf, type LinkRow } from '@shortener/db';
 import type { ClusterView } from '@shortener/events';
-import type { CacheEntry } from '@shortener/links';
 import { counter } from '@shortener/observability';
 import { CLUSTER_VIEW, LINK_CACHE } from './reader.constants';
 
 const reads = counter('shortener_reads_total', 'Link reads by the node role that answered', ['role', 'outcome']);
 
 type Lookup = { row: LinkRow | null; authoritative: boolean };
-
-export function entryFor(row: LinkRow | null): CacheEntry {
-  if (!row) return { kind: 'unknown' };
-  if (row.deletedAt) return { kind: 'gone', version: row.version };
-  return {
-    kind: 'link',
-    version: row.version,
-    redirectType: row.redirectType,
-    expiresAt: row.expiresAt?.getTime() ?? null,
-    url: row.url,
-  };
-}
 
 export function resolutionOf(row: LinkRow | null, now = Date.now()): Resolution {
   if (!row) return { status: 'unknown' };
@@ -45,7 +32,7 @@ export class LinkReader {
     const { row, authoritative } = await this.lookup(code);
     if (authoritative) {
       // Fill the cache off the answer's path; versions keep a stale fill from winning.
-      void this.cache.put(code, entryFor(row)).catch(() => undefined);
+      void this.cache.put(code, cacheEntryOf(row)).catch(() => undefined);
     }
     return resolutionOf(row);
   }
@@ -55,15 +42,7 @@ export class LinkReader {
     if (!row) throw new DomainError('not-found', `no link with code "${code}"`);
     if (row.deletedAt) throw new DomainError('gone', `link "${code}" was deleted`);
     if (row.expiresAt && row.expiresAt.getTime() <= Date.now()) throw new DomainError('gone', `link "${code}" has expired`);
-    return {
-      code: row.code,
-      url: row.url,
-      createdAt: row.createdAt.toISOString(),
-      updatedAt: row.updatedAt.toISOString(),
-      expiresAt: row.expiresAt?.toISOString() ?? null,
-      redirectType: row.redirectType,
-      clicks: row.clicks,
-    };
+    return linkDetailsOf(row);
   }
 
   /** authoritative = the answer came from a node that must have the row if it exists. */

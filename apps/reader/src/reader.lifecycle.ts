@@ -31,12 +31,8 @@ export class ReaderLifecycle implements OnApplicationBootstrap, OnApplicationShu
     this.warmer = new CacheWarmer(this.kafka, this.cache, (error) =>
       this.logger.warn({ err: error.message }, 'cache warmer error'),
     );
-    const startWarmer = () =>
-      this.warmer!.start().catch((error: Error) => {
-        this.logger.warn({ err: error.message }, 'cache warmer could not start; retrying');
-        setTimeout(startWarmer, 3000).unref();
-      });
-    void startWarmer();
+    // Never rejects: the consumer retries on its own while Kafka is away.
+    void this.warmer.start();
     this.readiness.add('topology', async () => this.cluster.hasPublishedTopology);
     this.readiness.add('databases', async () => this.health.everyShardReachable());
     setInterval(() => {

@@ -1,5 +1,5 @@
-import type { LinkRow } from '@shortener/db';
-import { eventFor, hashToken, requestHashOf, toDetails } from './link-store';
+import { linkDetailsOf, type LinkRow } from '@shortener/db';
+import { eventFor, hashToken, requestHashOf } from './link-store';
 
 const row: LinkRow = {
   code: 'abc1234',
@@ -35,7 +35,7 @@ describe('link store helpers', () => {
       link: { url: 'https://example.com', redirectType: 301, expiresAt: null, version: row.version },
     });
     expect(eventFor('url.deleted', row)).toMatchObject({ type: 'url.deleted', link: { version: row.version } });
-    expect(toDetails(row)).toEqual({
+    expect(linkDetailsOf(row)).toEqual({
       code: 'abc1234',
       url: 'https://example.com',
       createdAt: '2030-01-01T00:00:00.000Z',

@@ -7,7 +7,6 @@ import {
   type CreateLinkCommand,
   type DeleteLinkCommand,
   type LinkCreated,
-  type LinkDetails,
   type UpdateLinkCommand,
   type UrlEvent,
 } from '@shortener/contracts';
@@ -39,17 +38,6 @@ export function requestHashOf(command: CreateLinkCommand): Buffer {
     .digest();
 }
 
-export function toDetails(row: LinkRow): LinkDetails {
-  return {
-    code: row.code,
-    url: row.url,
-    createdAt: row.createdAt.toISOString(),
-    updatedAt: row.updatedAt.toISOString(),
-    expiresAt: row.expiresAt?.toISOString() ?? null,
-    redirectType: row.redirectType,
-    clicks: row.clicks,
-  };
-}
 
 export function eventFor(type: UrlEvent['type'], row: LinkRow): UrlEvent {
   const at = new Date().toISOString();

@@ -43,12 +43,8 @@ export class WriterLifecycle implements OnApplicationBootstrap, OnApplicationShu
     this.clicks = new ClickCounter(this.kafka, this.cluster.pools, (error) =>
       this.logger.warn({ err: error.message }, 'click counter error'),
     );
-    const startClicks = () =>
-      this.clicks!.start().catch((error: Error) => {
-        this.logger.warn({ err: error.message }, 'click counter could not start; retrying');
-        setTimeout(startClicks, 3000).unref();
-      });
-    void startClicks();
+    // Never rejects: the consumer retries on its own while Kafka is away.
+    void this.clicks.start();
     this.purgeTimer = setInterval(() => void this.purgeIdempotencyKeys(), 3_600_000);
     this.purgeTimer.unref();
 

@@ -10,25 +10,13 @@ import {
   type RpcResult,
   type UpdateLinkCommand,
 } from '@shortener/contracts';
-import type { CacheEntry } from '@shortener/links';
-import type { LinkRow } from '@shortener/db';
+import { cacheEntryOf, linkDetailsOf } from '@shortener/db';
 import { counter } from '@shortener/observability';
 import { PinoLogger } from 'nestjs-pino';
 import { CacheAfterWrite } from './cache-after-write';
-import { LinkStore, toDetails } from './link-store';
+import { LinkStore } from './link-store';
 
 const writes = counter('shortener_writes_total', 'Link writes by operation and outcome', ['operation', 'outcome']);
-
-export function cacheEntryOf(row: LinkRow): CacheEntry {
-  if (row.deletedAt) return { kind: 'gone', version: row.version };
-  return {
-    kind: 'link',
-    version: row.version,
-    redirectType: row.redirectType,
-    expiresAt: row.expiresAt?.getTime() ?? null,
-    url: row.url,
-  };
-}
 
 @Controller()
 export class WriterRpcController {
@@ -52,7 +40,7 @@ export class WriterRpcController {
     return this.run('update', async () => {
       const { row, shard } = await this.store.update(command);
       await this.cacheAfterWrite.written(shard, row.code, cacheEntryOf(row));
-      return toDetails(row);
+      return linkDetailsOf(row);
     });
   }
 

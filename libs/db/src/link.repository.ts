@@ -1,4 +1,6 @@
 import type { Pool, PoolClient } from 'pg';
+import type { LinkDetails } from '@shortener/contracts';
+import type { CacheEntry } from '@shortener/links';
 
 type Queryable = Pool | PoolClient;
 
@@ -129,3 +131,29 @@ export const LinkRepository = {
     return toLink(rows[0]);
   },
 };
+
+/** The public view of a row (GET /api/urls/{code}). */
+export function linkDetailsOf(row: LinkRow): LinkDetails {
+  return {
+    code: row.code,
+    url: row.url,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+    expiresAt: row.expiresAt?.toISOString() ?? null,
+    redirectType: row.redirectType,
+    clicks: row.clicks,
+  };
+}
+
+/** What the cache holds for a row, or for a code with no row at all. */
+export function cacheEntryOf(row: LinkRow | null): CacheEntry {
+  if (!row) return { kind: 'unknown' };
+  if (row.deletedAt) return { kind: 'gone', version: row.version };
+  return {
+    kind: 'link',
+    version: row.version,
+    redirectType: row.redirectType,
+    expiresAt: row.expiresAt?.getTime() ?? null,
+    url: row.url,
+  };
+}

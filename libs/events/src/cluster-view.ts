@@ -59,13 +59,7 @@ export class ClusterView {
 
   /** Starts following in the background: Kafka being down must not stop the service. */
   start(): void {
-    const attempt = () =>
-      this.follower.start().catch((error: Error) => {
-        this.options.onError?.(error);
-        void this.follower.stop();
-        setTimeout(attempt, 2000).unref();
-      });
-    void attempt();
+    void this.follower.start();
   }
 
   async stop(): Promise<void> {
