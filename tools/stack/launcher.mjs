@@ -364,7 +364,8 @@ function startServices(state, config, inventory, envs) {
     const service = new Supervised({
       name: spec.name,
       command: process.execPath,
-      args: ['--enable-source-maps', main],
+      // STACK_NODE_ARGS: extra node flags for every service, e.g. --cpu-prof for profiling
+      args: [...(process.env.STACK_NODE_ARGS ?? '').split(' ').filter(Boolean), '--enable-source-maps', main],
       env: { ...process.env, ...envs[spec.name] },
       cwd: REPO_ROOT,
       stackDir: config.stackDir,

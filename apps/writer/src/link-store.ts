@@ -18,6 +18,8 @@ import {
   LinkRepository,
   OutboxRepository,
   type LinkRow,
+  type NewLink,
+  type Pool,
 } from '@shortener/db';
 import type { ClusterView } from '@shortener/events';
 import { DEFAULT_REDIRECT_TYPE, generateCode } from '@shortener/links';
@@ -39,7 +41,10 @@ export function requestHashOf(command: CreateLinkCommand): Buffer {
 }
 
 
-export function eventFor(type: UrlEvent['type'], row: LinkRow): UrlEvent {
+export function eventFor(
+  type: UrlEvent['type'],
+  row: Pick<LinkRow, 'code' | 'url' | 'redirectType' | 'expiresAt' | 'version'>,
+): UrlEvent {
   const at = new Date().toISOString();
   if (type === 'url.deleted') return { type, version: 1, code: row.code, at, link: { version: row.version } };
   return {
@@ -87,21 +92,26 @@ export class LinkStore {
       const code = command.alias ?? this.codeFor(shard);
       const owner = pools.shardOf(code);
       const manageToken = randomBytes(24).toString('base64url');
+      const link: NewLink = {
+        code,
+        url: command.url,
+        redirectType: command.redirectType ?? DEFAULT_REDIRECT_TYPE,
+        expiresAt: command.expiresAt ? new Date(command.expiresAt) : null,
+        manageTokenHash: hashToken(manageToken),
+      };
+      const event = { topic: Topics.urlEvents, payload: eventFor('url.created', { ...link, version: 0 }) };
       try {
-        const row = await this.onPrimary(owner, async (client) => {
-          if (key && !(await IdempotencyRepository.claim(client, key, requestHash))) throw new KeyTaken();
-          const inserted = await LinkRepository.insert(client, {
-            code,
-            url: command.url,
-            redirectType: command.redirectType ?? DEFAULT_REDIRECT_TYPE,
-            expiresAt: command.expiresAt ? new Date(command.expiresAt) : null,
-            manageTokenHash: hashToken(manageToken),
-          });
-          if (!inserted) throw new CodeTaken();
-          await OutboxRepository.enqueue(client, Topics.urlEvents, code, JSON.stringify(eventFor('url.created', inserted)));
-          if (key) await IdempotencyRepository.complete(client, key, this.createdFrom(inserted, manageToken));
-          return inserted;
-        });
+        const row = key
+          ? await this.onPrimary(owner, async (client) => {
+              if (!(await IdempotencyRepository.claim(client, key, requestHash))) throw new KeyTaken();
+              const inserted = await LinkRepository.insertWithEvent(client, link, event);
+              if (!inserted) throw new CodeTaken();
+              await IdempotencyRepository.complete(client, key, this.createdFrom(inserted, manageToken));
+              return inserted;
+            })
+          : // The common case is a single statement: one round trip, one commit.
+            await this.onPrimary(owner, (node) => LinkRepository.insertWithEvent(node, link, event), { transaction: false });
+        if (!row) throw new CodeTaken();
         return { created: this.createdFrom(row, manageToken), row, shard: owner };
       } catch (error) {
         if (error instanceof KeyTaken) {
@@ -209,10 +219,22 @@ export class LinkStore {
     };
   }
 
-  /** Runs a transaction on the shard's primary; an unreachable or demoted primary is a 503. */
-  private async onPrimary<T>(shard: number, work: (client: PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * Runs work on the shard's primary, in a transaction unless it is a single statement;
+   * an unreachable or demoted primary is a 503.
+   */
+  private async onPrimary<T>(shard: number, work: (client: PoolClient) => Promise<T>): Promise<T>;
+  private async onPrimary<T>(shard: number, work: (node: Pool) => Promise<T>, options: { transaction: false }): Promise<T>;
+  private async onPrimary<T>(
+    shard: number,
+    work: ((client: PoolClient) => Promise<T>) | ((node: Pool) => Promise<T>),
+    options: { transaction: boolean } = { transaction: true },
+  ): Promise<T> {
+    const primary = this.cluster.pools.primary(shard);
     try {
-      return await inTransaction(this.cluster.pools.primary(shard), work);
+      return options.transaction
+        ? await inTransaction(primary, work as (client: PoolClient) => Promise<T>)
+        : await (work as (node: Pool) => Promise<T>)(primary);
     } catch (error) {
       if (error instanceof DomainError || error instanceof CodeTaken || error instanceof KeyTaken) throw error;
       if (isReadOnlyError(error) || isConnectionError(error)) throw ShardUnavailable(shard);

@@ -35,7 +35,7 @@ export class WriterLifecycle implements OnApplicationBootstrap, OnApplicationShu
 
   onApplicationBootstrap(): void {
     this.cluster.start();
-    this.relay = new OutboxRelay(this.cluster.pools, this.producer, { intervalMs: 1000, batchSize: 500 }, (shard, error) =>
+    this.relay = new OutboxRelay(this.cluster.pools, this.producer, { intervalMs: 1000, batchSize: 500, nudgeDelayMs: 100 }, (shard, error) =>
       this.logger.debug({ shard, err: error.message }, 'outbox relay waiting'),
     );
     this.relay.start();

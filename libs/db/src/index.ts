@@ -7,4 +7,4 @@ export * from './outbox.repository';
 export * from './shard-pools';
 export * from './node-probe';
 export * from './node-admin';
-export type { PoolClient } from 'pg';
+export type { Pool, PoolClient } from 'pg';

@@ -65,13 +65,24 @@ const NEXT_VERSION = `greatest(now(), updated_at + interval '1 millisecond')`;
 
 /** Every method names the node it runs on through its first argument. */
 export const LinkRepository = {
-  /** Inserts the link unless the code exists (also as a tombstone); null on conflict. */
-  async insert(client: Queryable, link: NewLink): Promise<LinkRow | null> {
-    const { rows } = await client.query<RawLink>({
-      name: 'links-insert',
-      text: `/* writer:links.insert */ INSERT INTO urls (code, url, redirect_type, expires_at, manage_token_hash)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (code) DO NOTHING RETURNING ${COLUMNS}`,
-      values: [link.code, link.url, link.redirectType, link.expiresAt, link.manageTokenHash],
+  /**
+   * Inserts the link and its outbox event in one statement, so a create is one round
+   * trip and one commit. The event is written with the committed row's version in
+   * `link.version` (it does not exist before the insert). Null when the code exists
+   * (also as a tombstone), and then nothing is written.
+   */
+  async insertWithEvent(node: Queryable, link: NewLink, event: { topic: string; payload: object }): Promise<LinkRow | null> {
+    const { rows } = await node.query<RawLink>({
+      name: 'links-insert-with-event',
+      text: `/* writer:links.insert-with-event */ WITH inserted AS (
+               INSERT INTO urls (code, url, redirect_type, expires_at, manage_token_hash)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (code) DO NOTHING RETURNING ${COLUMNS}
+             ), queued AS (
+               INSERT INTO outbox (topic, key, payload)
+               SELECT $6, code, jsonb_set($7::jsonb, '{link,version}', to_jsonb(version))::text FROM inserted
+             )
+             SELECT * FROM inserted`,
+      values: [link.code, link.url, link.redirectType, link.expiresAt, link.manageTokenHash, event.topic, JSON.stringify(event.payload)],
     });
     return rows.length ? toLink(rows[0]) : null;
   },

@@ -25,7 +25,10 @@ export class ClickCounter {
         groupId: 'click-counter',
         sessionTimeout: 10_000,
         heartbeatInterval: 1000,
-        maxWaitTimeInMs: 3000,
+        // Batches of up to a second: one transaction per shard applies them, and
+        // counts may lag by seconds anyway.
+        minBytes: 256 * 1024,
+        maxWaitTimeInMs: 1000,
         retry: { retries: 5, initialRetryTime: 300, maxRetryTime: 3000 },
       }),
       (consumer) => this.consume(consumer),

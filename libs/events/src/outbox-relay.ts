@@ -4,6 +4,11 @@ import type { EventProducer } from './event-producer';
 export interface OutboxRelayOptions {
   intervalMs: number;
   batchSize: number;
+  /**
+   * A nudged shard is relayed this long after its first nudge, so that the writes of a
+   * busy moment leave in one transaction and one produce request rather than one each.
+   */
+  nudgeDelayMs: number;
 }
 
 /**
@@ -15,12 +20,15 @@ export class OutboxRelay {
   private timer: NodeJS.Timeout | null = null;
   private running = false;
   private readonly busy = new Set<number>();
+  private readonly nudged = new Map<number, NodeJS.Timeout>();
+  /** Shards nudged while their relay was running: relayed again when it finishes. */
+  private readonly nudgedWhileBusy = new Set<number>();
   relayed = 0;
 
   constructor(
     private readonly pools: ShardPools,
     private readonly producer: EventProducer,
-    private readonly options: OutboxRelayOptions = { intervalMs: 250, batchSize: 500 },
+    private readonly options: OutboxRelayOptions = { intervalMs: 1000, batchSize: 500, nudgeDelayMs: 100 },
     private readonly onError: (shard: number, error: Error) => void = () => undefined,
   ) {}
 
@@ -33,15 +41,26 @@ export class OutboxRelay {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    for (const timer of this.nudged.values()) clearTimeout(timer);
+    this.nudged.clear();
   }
 
-  /** Relays a shard now (after a write) rather than at the next tick. */
+  /** A shard was written: relay it shortly rather than at the next tick. */
   nudge(shard: number): void {
-    void this.relayShard(shard).catch(() => undefined);
+    if (!this.running || this.nudged.has(shard)) return;
+    const timer = setTimeout(() => {
+      this.nudged.delete(shard);
+      this.relayShard(shard).catch((error: Error) => this.onError(shard, error));
+    }, this.options.nudgeDelayMs);
+    timer.unref();
+    this.nudged.set(shard, timer);
   }
 
   async relayShard(shard: number): Promise<number> {
-    if (this.busy.has(shard)) return 0;
+    if (this.busy.has(shard)) {
+      this.nudgedWhileBusy.add(shard);
+      return 0;
+    }
     this.busy.add(shard);
     try {
       let total = 0;
@@ -63,6 +82,7 @@ export class OutboxRelay {
       }
     } finally {
       this.busy.delete(shard);
+      if (this.nudgedWhileBusy.delete(shard)) this.nudge(shard);
     }
   }
 
