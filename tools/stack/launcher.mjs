@@ -11,6 +11,11 @@ import { ensureTopics, kafkaProcess } from './kafka.mjs';
 import { Supervised } from './supervisor.mjs';
 import { canConnect, isAlive, log, processesOfStack, setLogFile, sleep, waitFor } from './util.mjs';
 
+// V8's defaults let a busy service's heap grow to well over 200 MB of mostly garbage
+// before a full collection; these keep every service under 150 MB RSS under load
+// (bench/README.md). The same flags are in docker/Dockerfile (NODE_OPTIONS).
+const SERVICE_HEAP_FLAGS = ['--max-semi-space-size=8', '--max-old-space-size=96'];
+
 class Aborted extends Error {}
 
 export async function launch(env = process.env) {
@@ -365,7 +370,7 @@ function startServices(state, config, inventory, envs) {
       name: spec.name,
       command: process.execPath,
       // STACK_NODE_ARGS: extra node flags for every service, e.g. --cpu-prof for profiling
-      args: [...(process.env.STACK_NODE_ARGS ?? '').split(' ').filter(Boolean), '--enable-source-maps', main],
+      args: [...SERVICE_HEAP_FLAGS, ...(process.env.STACK_NODE_ARGS ?? '').split(' ').filter(Boolean), '--enable-source-maps', main],
       env: { ...process.env, ...envs[spec.name] },
       cwd: REPO_ROOT,
       stackDir: config.stackDir,
