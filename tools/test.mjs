@@ -17,7 +17,9 @@ import { createInterface } from 'node:readline';
 import { REPO_ROOT, ensureNodeModules, ensurePrerequisites } from './lib/bootstrap.mjs';
 
 const argv = new Set(process.argv.slice(2));
-const unit = !argv.has('--e2e-only');
+// --faults-only: only the fault suite on a new stack (e.g. E2E_REPLICATION_MODE=async to count its losses)
+const faultsOnly = argv.has('--faults-only');
+const unit = !argv.has('--e2e-only') && !faultsOnly;
 const e2e = !argv.has('--unit-only');
 
 const E2E_ENV = {
@@ -131,7 +133,7 @@ async function runE2e() {
       args.push('--testPathPatterns', 'stack\\.e2e-spec');
     }
     const e2eEnv = { ...process.env, E2E_BASE_URL: `http://127.0.0.1:${E2E_ENV.PORT}`, E2E_STACK_DIR: stackDir, E2E_ADMIN_TOKEN: adminToken };
-    ok = await jest(args, e2eEnv, 'e2e');
+    if (!faultsOnly) ok = await jest(args, e2eEnv, 'e2e');
     // The fault suite changes the topology (failovers, switchover): it runs last, on the same stack.
     if (!process.env.STACK_SKIP_SERVICES || process.env.STACK_SKIP_SERVICES === '0') {
       const faultsOk = await jest(['--config', 'apps/system-e2e/jest.config.ts', '--runInBand', '--forceExit', '--testMatch', '**/*.faults-spec.ts'], e2eEnv, 'faults');
