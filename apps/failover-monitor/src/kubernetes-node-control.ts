@@ -1,9 +1,22 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { NodeAddress } from '@shortener/topology';
 import type { NodeControl } from './node-control';
 
-const API = 'https://kubernetes.default.svc';
-const SERVICE_ACCOUNT = '/var/run/secrets/kubernetes.io/serviceaccount';
+/** Where the API server is and where the pod's service account is mounted. */
+export interface KubernetesApi {
+  url: string;
+  serviceAccountDir: string;
+  /** Deadline of one API call. */
+  timeoutMs: number;
+}
+
+export const IN_CLUSTER_API: KubernetesApi = {
+  url: 'https://kubernetes.default.svc',
+  serviceAccountDir: '/var/run/secrets/kubernetes.io/serviceaccount',
+  timeoutMs: 5000,
+};
 
 /**
  * Node control on Kubernetes, through the API server with the pod's service account
@@ -14,10 +27,18 @@ const SERVICE_ACCOUNT = '/var/run/secrets/kubernetes.io/serviceaccount';
  * that primary. Rejoin and start are therefore the same delete; stop is a graceful delete.
  */
 export class KubernetesNodeControl implements NodeControl {
-  private readonly namespace = readFileSync(`${SERVICE_ACCOUNT}/namespace`, 'utf8').trim();
+  private readonly namespace: string;
   private readonly pods: Map<string, string>;
+  // The API server's certificate is signed by the cluster's own CA, which Node does not trust by default.
+  private readonly clusterCa: Buffer | undefined;
 
-  constructor(nodes: { name: string; host: string }[]) {
+  constructor(
+    nodes: { name: string; host: string }[],
+    private readonly api: KubernetesApi = IN_CLUSTER_API,
+  ) {
+    this.namespace = readFileSync(`${api.serviceAccountDir}/namespace`, 'utf8').trim();
+    const caFile = `${api.serviceAccountDir}/ca.crt`;
+    this.clusterCa = existsSync(caFile) ? readFileSync(caFile) : undefined;
     this.pods = new Map(nodes.map((node) => [node.name, podName(node.host)]));
   }
 
@@ -38,18 +59,22 @@ export class KubernetesNodeControl implements NodeControl {
   }
 
   async isRunning(node: string): Promise<boolean> {
-    const response = await this.request('GET', `/api/v1/namespaces/${this.namespace}/pods/${this.pod(node)}`);
+    const response = await this.call('GET', `/api/v1/namespaces/${this.namespace}/pods/${this.pod(node)}`);
     if (response.status === 404) return false;
-    const pod = (await response.json()) as { status?: { phase?: string } };
+    if (response.status !== 200) throw new Error(`reading pod of ${node}: HTTP ${response.status}`);
+    const pod = JSON.parse(response.body) as { status?: { phase?: string } };
     return pod.status?.phase === 'Running';
   }
 
   private async deletePod(node: string, graceSeconds: number): Promise<void> {
-    const response = await this.request(
+    const response = await this.call(
       'DELETE',
       `/api/v1/namespaces/${this.namespace}/pods/${this.pod(node)}?gracePeriodSeconds=${graceSeconds}`,
     );
-    if (!response.ok && response.status !== 404) throw new Error(`deleting pod of ${node}: HTTP ${response.status}`);
+    // 404: the pod is already gone, which is what a delete wants.
+    if ((response.status < 200 || response.status > 299) && response.status !== 404) {
+      throw new Error(`deleting pod of ${node}: HTTP ${response.status}`);
+    }
   }
 
   private pod(node: string): string {
@@ -58,9 +83,26 @@ export class KubernetesNodeControl implements NodeControl {
     return pod;
   }
 
-  private request(method: string, path: string): Promise<Response> {
-    const token = readFileSync(`${SERVICE_ACCOUNT}/token`, 'utf8').trim();
-    return fetch(`${API}${path}`, { method, headers: { authorization: `Bearer ${token}` } });
+  private call(method: string, path: string): Promise<{ status: number; body: string }> {
+    // Read on every call: Kubernetes rotates projected service-account tokens.
+    const token = readFileSync(`${this.api.serviceAccountDir}/token`, 'utf8').trim();
+    const url = new URL(path, this.api.url);
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    return new Promise((resolve, reject) => {
+      const req = send(
+        url,
+        { method, headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, ca: this.clusterCa, timeout: this.api.timeoutMs },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`${method} ${url.pathname}: no answer within ${this.api.timeoutMs} ms`)));
+      req.on('error', reject);
+      req.end();
+    });
   }
 }
 

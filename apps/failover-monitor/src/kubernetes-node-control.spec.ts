@@ -1,0 +1,83 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KubernetesNodeControl } from './kubernetes-node-control';
+
+/** A stand-in API server over real HTTP: answers pod reads and deletes from a table. */
+function apiServer(pods: Record<string, { phase: string } | 'forbidden'>) {
+  const seen: { method: string; url: string; authorization: string | undefined }[] = [];
+  const server = createServer((req: IncomingMessage, res) => {
+    seen.push({ method: req.method ?? '', url: req.url ?? '', authorization: req.headers.authorization });
+    const name = /\/pods\/([^?]+)/.exec(req.url ?? '')?.[1] ?? '';
+    const pod = pods[name];
+    if (pod === 'forbidden') return res.writeHead(403).end('{}');
+    if (!pod) return res.writeHead(404).end('{}');
+    if (req.method === 'DELETE') delete pods[name];
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ metadata: { name }, status: pod }));
+  });
+  return { server, seen };
+}
+
+describe('Kubernetes node control', () => {
+  let dir: string;
+  let server: Server;
+  let seen: ReturnType<typeof apiServer>['seen'];
+  let control: KubernetesNodeControl;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sa-'));
+    writeFileSync(join(dir, 'namespace'), 'shortener\n');
+    writeFileSync(join(dir, 'token'), 'token-1\n');
+    ({ server, seen } = apiServer({ 'pg-s0-0': { phase: 'Running' }, 'pg-s0-1': { phase: 'Pending' }, 'pg-s0-2': 'forbidden' }));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    control = new KubernetesNodeControl(
+      [
+        { name: 's0n0', host: 'pg-s0-0.pg-s0' },
+        { name: 's0n1', host: 'pg-s0-1.pg-s0.shortener.svc.cluster.local' },
+        { name: 's0n2', host: 'pg-s0-2.pg-s0' },
+      ],
+      { url: `http://127.0.0.1:${port}`, serviceAccountDir: dir, timeoutMs: 2000 },
+    );
+  });
+
+  afterEach(async () => {
+    await new Promise((resolve) => server.close(resolve));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('fences a node by deleting its pod at once, with the service account token', async () => {
+    await control.fence('s0n0');
+    expect(seen).toEqual([
+      { method: 'DELETE', url: '/api/v1/namespaces/shortener/pods/pg-s0-0?gracePeriodSeconds=0', authorization: 'Bearer token-1' },
+    ]);
+    expect(await control.isRunning('s0n0')).toBe(false);
+  });
+
+  it('stops gracefully, and reads the token again on every call (it is rotated)', async () => {
+    writeFileSync(join(dir, 'token'), 'token-2');
+    await control.stop('s0n1');
+    expect(seen.at(-1)).toEqual({
+      method: 'DELETE',
+      url: '/api/v1/namespaces/shortener/pods/pg-s0-1?gracePeriodSeconds=30',
+      authorization: 'Bearer token-2',
+    });
+  });
+
+  it('tells a running pod from a pending or missing one', async () => {
+    expect(await control.isRunning('s0n0')).toBe(true);
+    expect(await control.isRunning('s0n1')).toBe(false);
+    await control.rejoin('s0n1', { name: 's0n0', host: 'pg-s0-0.pg-s0', port: 5432 });
+    expect(await control.isRunning('s0n1')).toBe(false);
+    // Deleting a pod that is already gone is what a delete wants.
+    await expect(control.start('s0n1')).resolves.toBeUndefined();
+  });
+
+  it('fails loudly when the API refuses, and knows only its own nodes', async () => {
+    await expect(control.fence('s0n2')).rejects.toThrow(/HTTP 403/);
+    await expect(control.isRunning('s0n2')).rejects.toThrow(/HTTP 403/);
+    await expect(control.fence('s9n9')).rejects.toThrow(RangeError);
+  });
+});
