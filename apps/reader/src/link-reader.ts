@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { LinkCache } from '@shortener/cache';
 import { DomainError, type LinkDetails, type Resolution } from '@shortener/contracts';
-import { cacheEntryOf, LinkRepository, linkDetailsOf, type LinkRow } from '@shortener/db';
+import { cacheEntryOf, LinkRepository, linkDetailsOf, StatementBatcher, type LinkRow } from '@shortener/db';
 import type { ClusterView } from '@shortener/events';
 import { counter } from '@shortener/observability';
 import { CLUSTER_VIEW, LINK_CACHE } from './reader.constants';
@@ -23,6 +23,12 @@ export function resolutionOf(row: LinkRow | null, now = Date.now()): Resolution 
  */
 @Injectable()
 export class LinkReader {
+  // Lookups on the same node that arrive together share one `code = ANY($1)` statement.
+  private readonly lookups = new StatementBatcher<string, string, LinkRow | null>(
+    (node, codes) => LinkRepository.findManyByCode(this.cluster.pools.pool(node), codes),
+    { maxBatch: 128, maxConcurrentPerKey: 2 },
+  );
+
   constructor(
     @Inject(CLUSTER_VIEW) private readonly cluster: ClusterView,
     @Inject(LINK_CACHE) private readonly cache: LinkCache,
@@ -77,7 +83,7 @@ export class LinkReader {
   /** The row, null when the node has none, undefined when the node did not answer. */
   private async readOn(node: string, role: 'replica' | 'primary', code: string): Promise<LinkRow | null | undefined> {
     try {
-      const row = await LinkRepository.findByCode(this.cluster.pools.pool(node), code);
+      const row = await this.lookups.run(node, code);
       reads.inc({ role, outcome: row ? 'hit' : 'miss' });
       return row;
     } catch {

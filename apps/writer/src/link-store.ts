@@ -20,6 +20,7 @@ import {
   type LinkRow,
   type NewLink,
   type Pool,
+  StatementBatcher,
 } from '@shortener/db';
 import type { ClusterView } from '@shortener/events';
 import { DEFAULT_REDIRECT_TYPE, generateCode } from '@shortener/links';
@@ -62,6 +63,11 @@ export function eventFor(
 }
 
 class CodeTaken extends Error {}
+
+interface NewLinkWithEvent {
+  link: NewLink;
+  event: { topic: string; payload: UrlEvent };
+}
 class KeyTaken extends Error {}
 
 /**
@@ -70,6 +76,11 @@ class KeyTaken extends Error {}
  */
 @Injectable()
 export class LinkStore {
+  private readonly inserts = new StatementBatcher<number, NewLinkWithEvent, LinkRow | null>(
+    (shard, items) => this.insertBatch(shard, items),
+    { maxBatch: 128, maxConcurrentPerKey: 2 },
+  );
+
   constructor(@Inject(CLUSTER_VIEW) private readonly cluster: ClusterView) {}
 
   async create(command: CreateLinkCommand): Promise<{ created: LinkCreated; row: LinkRow | null; shard: number }> {
@@ -104,13 +115,13 @@ export class LinkStore {
         const row = key
           ? await this.onPrimary(owner, async (client) => {
               if (!(await IdempotencyRepository.claim(client, key, requestHash))) throw new KeyTaken();
-              const inserted = await LinkRepository.insertWithEvent(client, link, event);
+              const [inserted] = await LinkRepository.insertManyWithEvents(client, [link], [event]);
               if (!inserted) throw new CodeTaken();
               await IdempotencyRepository.complete(client, key, this.createdFrom(inserted, manageToken));
               return inserted;
             })
-          : // The common case is a single statement: one round trip, one commit.
-            await this.onPrimary(owner, (node) => LinkRepository.insertWithEvent(node, link, event), { transaction: false });
+          : // The common case joins the shard's next multi-row statement: one commit for many creates.
+            await this.inserts.run(owner, { link, event });
         if (!row) throw new CodeTaken();
         return { created: this.createdFrom(row, manageToken), row, shard: owner };
       } catch (error) {
@@ -177,6 +188,27 @@ export class LinkStore {
       await this.onPrimary(keyShard, (client) => IdempotencyRepository.release(client, key)).catch(() => undefined);
       throw error;
     }
+  }
+
+  /** One statement for creates that arrived together; a code repeated in the batch loses to its first use. */
+  private async insertBatch(shard: number, items: NewLinkWithEvent[]): Promise<(LinkRow | null)[]> {
+    const first = new Map<string, number>();
+    items.forEach((item, index) => {
+      if (!first.has(item.link.code)) first.set(item.link.code, index);
+    });
+    const distinct = [...first.values()].map((index) => items[index]);
+    const rows = await this.onPrimary(
+      shard,
+      (node) =>
+        LinkRepository.insertManyWithEvents(
+          node,
+          distinct.map((item) => item.link),
+          distinct.map((item) => item.event),
+        ),
+      { transaction: false },
+    );
+    const byIndex = new Map([...first.values()].map((index, position) => [index, rows[position]]));
+    return items.map((_, index) => byIndex.get(index) ?? null);
   }
 
   private codeFor(shard: number | null): string {

@@ -8,3 +8,4 @@ export * from './shard-pools';
 export * from './node-probe';
 export * from './node-admin';
 export type { Pool, PoolClient } from 'pg';
+export * from './statement-batcher';

@@ -66,34 +66,55 @@ const NEXT_VERSION = `greatest(now(), updated_at + interval '1 millisecond')`;
 /** Every method names the node it runs on through its first argument. */
 export const LinkRepository = {
   /**
-   * Inserts the link and its outbox event in one statement, so a create is one round
-   * trip and one commit. The event is written with the committed row's version in
-   * `link.version` (it does not exist before the insert). Null when the code exists
-   * (also as a tombstone), and then nothing is written.
+   * Inserts links and their outbox events in one statement: one round trip and one
+   * commit for many creates (group commit). Each event is written with its committed
+   * row's version in `link.version` (it does not exist before the insert). Codes must be
+   * distinct. Answers by position: null where the code exists (also as a tombstone),
+   * and then nothing is written for it.
    */
-  async insertWithEvent(node: Queryable, link: NewLink, event: { topic: string; payload: object }): Promise<LinkRow | null> {
+  async insertManyWithEvents(
+    node: Queryable,
+    links: NewLink[],
+    events: { topic: string; payload: object }[],
+  ): Promise<(LinkRow | null)[]> {
     const { rows } = await node.query<RawLink>({
-      name: 'links-insert-with-event',
-      text: `/* writer:links.insert-with-event */ WITH inserted AS (
+      name: 'links-insert-many-with-events',
+      text: `/* writer:links.insert-many-with-events */ WITH input AS (
+               SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::timestamptz[], $5::bytea[], $6::text[], $7::text[])
+                 AS t(code, url, redirect_type, expires_at, manage_token_hash, topic, event)
+             ), inserted AS (
                INSERT INTO urls (code, url, redirect_type, expires_at, manage_token_hash)
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (code) DO NOTHING RETURNING ${COLUMNS}
+               SELECT code, url, redirect_type, expires_at, manage_token_hash FROM input
+               ON CONFLICT (code) DO NOTHING RETURNING ${COLUMNS}
              ), queued AS (
                INSERT INTO outbox (topic, key, payload)
-               SELECT $6, code, jsonb_set($7::jsonb, '{link,version}', to_jsonb(version))::text FROM inserted
+               SELECT input.topic, inserted.code, jsonb_set(input.event::jsonb, '{link,version}', to_jsonb(inserted.version))::text
+               FROM inserted JOIN input USING (code)
              )
              SELECT * FROM inserted`,
-      values: [link.code, link.url, link.redirectType, link.expiresAt, link.manageTokenHash, event.topic, JSON.stringify(event.payload)],
+      values: [
+        links.map((link) => link.code),
+        links.map((link) => link.url),
+        links.map((link) => link.redirectType),
+        links.map((link) => link.expiresAt),
+        links.map((link) => link.manageTokenHash),
+        events.map((event) => event.topic),
+        events.map((event) => JSON.stringify(event.payload)),
+      ],
     });
-    return rows.length ? toLink(rows[0]) : null;
+    const byCode = new Map(rows.map((row) => [row.code, toLink(row)]));
+    return links.map((link) => byCode.get(link.code) ?? null);
   },
 
-  async findByCode(node: Queryable, code: string): Promise<LinkRow | null> {
+  /** Many primary-key lookups in one statement; answers by position. */
+  async findManyByCode(node: Queryable, codes: string[]): Promise<(LinkRow | null)[]> {
     const { rows } = await node.query<RawLink>({
-      name: 'links-find',
-      text: `/* links.find */ SELECT ${COLUMNS} FROM urls WHERE code = $1`,
-      values: [code],
+      name: 'links-find-many',
+      text: `/* links.find-many */ SELECT ${COLUMNS} FROM urls WHERE code = ANY($1::text[])`,
+      values: [codes],
     });
-    return rows.length ? toLink(rows[0]) : null;
+    const byCode = new Map(rows.map((row) => [row.code, toLink(row)]));
+    return codes.map((code) => byCode.get(code) ?? null);
   },
 
   /** Locks the row for a change and returns what the credential check needs. */
