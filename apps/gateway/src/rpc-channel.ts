@@ -1,22 +1,21 @@
-import { ClientProxyFactory, Transport, type ClientProxy } from '@nestjs/microservices';
 import { DomainError, type RpcResult } from '@shortener/contracts';
-import { firstValueFrom, timeout } from 'rxjs';
+import { RpcClient } from '@shortener/rpc';
 
 /** The request never reached a service that answered (down, frozen, refused). */
 export class TransportError extends Error {}
 
 /** One persistent TCP connection to a writer or reader, with a deadline on every call. */
 export class RpcChannel {
-  private readonly client: ClientProxy;
+  private readonly client: RpcClient;
 
   constructor(readonly address: { host: string; port: number }) {
-    this.client = ClientProxyFactory.create({ transport: Transport.TCP, options: address });
+    this.client = new RpcClient(address);
   }
 
   async call<T>(pattern: string, payload: unknown, timeoutMs: number): Promise<T> {
     let result: RpcResult<T>;
     try {
-      result = await firstValueFrom(this.client.send<RpcResult<T>>(pattern, payload).pipe(timeout(timeoutMs)));
+      result = await this.client.call<RpcResult<T>>(pattern, payload, timeoutMs);
     } catch (error) {
       throw new TransportError(`${this.address.host}:${this.address.port} ${pattern}: ${(error as Error).message ?? error}`);
     }

@@ -1,15 +1,16 @@
 import 'reflect-metadata';
 import type { DynamicModule } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
+import type { MicroserviceOptions } from '@nestjs/microservices';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger } from 'nestjs-pino';
+import { LineRpcServer } from '@shortener/rpc';
 
 export interface ServiceStart {
   name: string;
   module: DynamicModule;
   http: { host: string; port: number };
-  /** The TCP microservice of the writer and the readers. */
+  /** The RPC endpoint of the writer and the readers (LineRpcServer: JSON lines over TCP). */
   rpc?: { host: string; port: number };
   adapter?: FastifyAdapter;
   /** Extra wiring on the application before it listens (routes, filters, OpenAPI). */
@@ -25,7 +26,7 @@ export async function startService(start: ServiceStart): Promise<NestFastifyAppl
   app.enableShutdownHooks();
   if (start.rpc) {
     app.connectMicroservice<MicroserviceOptions>(
-      { transport: Transport.TCP, options: { host: start.rpc.host, port: start.rpc.port } },
+      { strategy: new LineRpcServer({ host: start.rpc.host, port: start.rpc.port }) },
       { inheritAppConfig: true },
     );
     await app.startAllMicroservices();

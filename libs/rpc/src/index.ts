@@ -1,0 +1,3 @@
+export * from './frames';
+export * from './rpc-client';
+export * from './rpc-server';
