@@ -1,4 +1,4 @@
-import { cacheEntryOf, type LinkRow } from '@shortener/db';
+import { cacheEntryOf, targetOf, type LinkRow } from '@shortener/db';
 import { resolutionOf } from './link-reader';
 
 const live: LinkRow = {
@@ -15,16 +15,16 @@ const live: LinkRow = {
 
 describe('resolutionOf / cacheEntryOf', () => {
   it('follows a live link with its redirect type', () => {
-    expect(resolutionOf(live)).toEqual({ status: 'found', url: 'https://example.com', redirectType: 307, expiresAt: null });
-    expect(cacheEntryOf(live)).toEqual({ kind: 'link', version: 5, redirectType: 307, expiresAt: null, url: 'https://example.com' });
+    expect(resolutionOf(targetOf(live))).toEqual({ status: 'found', url: 'https://example.com', redirectType: 307, expiresAt: null });
+    expect(cacheEntryOf(targetOf(live))).toEqual({ kind: 'link', version: 5, redirectType: 307, expiresAt: null, url: 'https://example.com' });
   });
 
   it('answers gone for deleted and expired links, unknown for none', () => {
-    expect(resolutionOf({ ...live, deletedAt: new Date() })).toEqual({ status: 'gone' });
-    expect(resolutionOf({ ...live, expiresAt: new Date(1000) }, 2000)).toEqual({ status: 'gone' });
-    expect(resolutionOf({ ...live, expiresAt: new Date(3000) }, 2000).status).toBe('found');
+    expect(resolutionOf(targetOf({ ...live, deletedAt: new Date() }))).toEqual({ status: 'gone' });
+    expect(resolutionOf(targetOf({ ...live, expiresAt: new Date(1000) }), 2000)).toEqual({ status: 'gone' });
+    expect(resolutionOf(targetOf({ ...live, expiresAt: new Date(3000) }), 2000)).toMatchObject({ status: 'found', expiresAt: 3000 });
     expect(resolutionOf(null)).toEqual({ status: 'unknown' });
-    expect(cacheEntryOf({ ...live, deletedAt: new Date() })).toEqual({ kind: 'gone', version: 5 });
+    expect(cacheEntryOf(targetOf({ ...live, deletedAt: new Date() }))).toEqual({ kind: 'gone', version: 5 });
     expect(cacheEntryOf(null)).toEqual({ kind: 'unknown' });
   });
 });

@@ -1,19 +1,19 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { LinkCache } from '@shortener/cache';
 import { DomainError, type LinkDetails, type Resolution } from '@shortener/contracts';
-import { cacheEntryOf, LinkRepository, linkDetailsOf, StatementBatcher, type LinkRow } from '@shortener/db';
+import { cacheEntryOf, LinkRepository, linkDetailsOf, StatementBatcher, type LinkRow, type LinkTarget } from '@shortener/db';
 import type { ClusterView } from '@shortener/events';
 import { counter } from '@shortener/observability';
 import { CLUSTER_VIEW, LINK_CACHE } from './reader.constants';
 
 const reads = counter('shortener_reads_total', 'Link reads by the node role that answered', ['role', 'outcome']);
 
-type Lookup = { row: LinkRow | null; authoritative: boolean };
+type Lookup<T> = { row: T | null; authoritative: boolean };
 
-export function resolutionOf(row: LinkRow | null, now = Date.now()): Resolution {
-  if (!row) return { status: 'unknown' };
-  if (row.deletedAt || (row.expiresAt && row.expiresAt.getTime() <= now)) return { status: 'gone' };
-  return { status: 'found', url: row.url, redirectType: row.redirectType, expiresAt: row.expiresAt?.getTime() ?? null };
+export function resolutionOf(link: LinkTarget | null, now = Date.now()): Resolution {
+  if (!link) return { status: 'unknown' };
+  if (link.deleted || (link.expiresAt !== null && link.expiresAt <= now)) return { status: 'gone' };
+  return { status: 'found', url: link.url, redirectType: link.redirectType, expiresAt: link.expiresAt };
 }
 
 /**
@@ -24,7 +24,11 @@ export function resolutionOf(row: LinkRow | null, now = Date.now()): Resolution 
 @Injectable()
 export class LinkReader {
   // Lookups on the same node that arrive together share one `code = ANY($1)` statement.
-  private readonly lookups = new StatementBatcher<string, string, LinkRow | null>(
+  private readonly targets = new StatementBatcher<string, string, LinkTarget | null>(
+    (node, codes) => LinkRepository.findTargets(this.cluster.pools.pool(node), codes),
+    { maxBatch: 128, maxConcurrentPerKey: 2 },
+  );
+  private readonly rows = new StatementBatcher<string, string, LinkRow | null>(
     (node, codes) => LinkRepository.findManyByCode(this.cluster.pools.pool(node), codes),
     { maxBatch: 128, maxConcurrentPerKey: 2 },
   );
@@ -35,7 +39,7 @@ export class LinkReader {
   ) {}
 
   async resolve(code: string): Promise<Resolution> {
-    const { row, authoritative } = await this.lookup(code);
+    const { row, authoritative } = await this.lookup(code, this.targets);
     if (authoritative) {
       // Fill the cache off the answer's path; versions keep a stale fill from winning.
       void this.cache.put(code, cacheEntryOf(row)).catch(() => undefined);
@@ -44,7 +48,7 @@ export class LinkReader {
   }
 
   async details(code: string): Promise<LinkDetails> {
-    const { row } = await this.lookup(code);
+    const { row } = await this.lookup(code, this.rows);
     if (!row) throw new DomainError('not-found', `no link with code "${code}"`);
     if (row.deletedAt) throw new DomainError('gone', `link "${code}" was deleted`);
     if (row.expiresAt && row.expiresAt.getTime() <= Date.now()) throw new DomainError('gone', `link "${code}" has expired`);
@@ -52,7 +56,7 @@ export class LinkReader {
   }
 
   /** authoritative = the answer came from a node that must have the row if it exists. */
-  private async lookup(code: string): Promise<Lookup> {
+  private async lookup<T>(code: string, batcher: StatementBatcher<string, string, T | null>): Promise<Lookup<T>> {
     const pools = this.cluster.pools;
     const shard = pools.shardOf(code);
     const candidates = pools.readCandidates(shard);
@@ -60,19 +64,19 @@ export class LinkReader {
     let missed = false;
     for (const replica of candidates) {
       tried.add(replica);
-      const row = await this.readOn(replica, 'replica', code);
+      const row = await this.readOn(batcher, replica, 'replica', code);
       if (row) return { row, authoritative: true };
       if (row === null) {
         missed = true;
         break; // A miss on a healthy replica: only the primary can say more.
       }
     }
-    const fromPrimary = await this.readOn(pools.primaryName(shard), 'primary', code);
+    const fromPrimary = await this.readOn(batcher, pools.primaryName(shard), 'primary', code);
     if (fromPrimary !== undefined) return { row: fromPrimary, authoritative: true };
     // The primary is away (failover under way): any replica may hold an acknowledged row.
     for (const replica of candidates) {
       if (tried.has(replica)) continue;
-      const row = await this.readOn(replica, 'replica', code);
+      const row = await this.readOn(batcher, replica, 'replica', code);
       if (row) return { row, authoritative: true };
       if (row === null) missed = true;
     }
@@ -81,9 +85,14 @@ export class LinkReader {
   }
 
   /** The row, null when the node has none, undefined when the node did not answer. */
-  private async readOn(node: string, role: 'replica' | 'primary', code: string): Promise<LinkRow | null | undefined> {
+  private async readOn<T>(
+    batcher: StatementBatcher<string, string, T | null>,
+    node: string,
+    role: 'replica' | 'primary',
+    code: string,
+  ): Promise<T | null | undefined> {
     try {
-      const row = await this.lookups.run(node, code);
+      const row = await batcher.run(node, code);
       reads.inc({ role, outcome: row ? 'hit' : 'miss' });
       return row;
     } catch {

@@ -10,7 +10,7 @@ import {
   type RpcResult,
   type UpdateLinkCommand,
 } from '@shortener/contracts';
-import { cacheEntryOf, linkDetailsOf } from '@shortener/db';
+import { cacheEntryOf, linkDetailsOf, targetOf } from '@shortener/db';
 import { counter } from '@shortener/observability';
 import { PinoLogger } from 'nestjs-pino';
 import { CacheAfterWrite } from './cache-after-write';
@@ -30,7 +30,7 @@ export class WriterRpcController {
   create(@Payload() command: CreateLinkCommand): Promise<RpcResult<LinkCreated>> {
     return this.run('create', async () => {
       const { created, row, shard } = await this.store.create(command);
-      if (row) await this.cacheAfterWrite.written(shard, row.code, cacheEntryOf(row));
+      if (row) await this.cacheAfterWrite.written(shard, row.code, cacheEntryOf(targetOf(row)));
       return created;
     });
   }
@@ -39,7 +39,7 @@ export class WriterRpcController {
   update(@Payload() command: UpdateLinkCommand): Promise<RpcResult<LinkDetails>> {
     return this.run('update', async () => {
       const { row, shard } = await this.store.update(command);
-      await this.cacheAfterWrite.written(shard, row.code, cacheEntryOf(row));
+      await this.cacheAfterWrite.written(shard, row.code, cacheEntryOf(targetOf(row)));
       return linkDetailsOf(row);
     });
   }
@@ -48,7 +48,7 @@ export class WriterRpcController {
   remove(@Payload() command: DeleteLinkCommand): Promise<RpcResult<null>> {
     return this.run('delete', async () => {
       const { row, shard } = await this.store.remove(command);
-      await this.cacheAfterWrite.written(shard, row.code, cacheEntryOf(row));
+      await this.cacheAfterWrite.written(shard, row.code, cacheEntryOf(targetOf(row)));
       return null;
     });
   }

@@ -17,6 +17,19 @@ export interface LinkRow {
   version: number;
 }
 
+/**
+ * What a redirect needs of a row. Times are epoch milliseconds computed by the server,
+ * so no timestamp is formatted on the node or parsed here: this is the cache-miss path.
+ */
+export interface LinkTarget {
+  code: string;
+  url: string;
+  redirectType: 301 | 302 | 307 | 308;
+  expiresAt: number | null;
+  deleted: boolean;
+  version: number;
+}
+
 export interface NewLink {
   code: string;
   url: string;
@@ -106,6 +119,40 @@ export const LinkRepository = {
     return links.map((link) => byCode.get(link.code) ?? null);
   },
 
+  /** The redirect targets of many codes in one statement; answers by position. */
+  async findTargets(node: Queryable, codes: string[]): Promise<(LinkTarget | null)[]> {
+    const { rows } = await node.query<{
+      code: string;
+      url: string;
+      redirect_type: number;
+      expires_at: number | null;
+      deleted: boolean;
+      version: number;
+    }>({
+      name: 'links-find-targets',
+      text: `/* links.find-targets */ SELECT code, url, redirect_type,
+               floor(extract(epoch FROM expires_at) * 1000)::float8 AS expires_at,
+               deleted_at IS NOT NULL AS deleted,
+               floor(extract(epoch FROM updated_at) * 1000)::float8 AS version
+             FROM urls WHERE code = ANY($1::text[])`,
+      values: [codes],
+    });
+    const byCode = new Map(
+      rows.map((row) => [
+        row.code,
+        {
+          code: row.code,
+          url: row.url,
+          redirectType: row.redirect_type as LinkTarget['redirectType'],
+          expiresAt: row.expires_at,
+          deleted: row.deleted,
+          version: row.version,
+        },
+      ]),
+    );
+    return codes.map((code) => byCode.get(code) ?? null);
+  },
+
   /** Many primary-key lookups in one statement; answers by position. */
   async findManyByCode(node: Queryable, codes: string[]): Promise<(LinkRow | null)[]> {
     const { rows } = await node.query<RawLink>({
@@ -177,15 +224,21 @@ export function linkDetailsOf(row: LinkRow): LinkDetails {
   };
 }
 
-/** What the cache holds for a row, or for a code with no row at all. */
-export function cacheEntryOf(row: LinkRow | null): CacheEntry {
-  if (!row) return { kind: 'unknown' };
-  if (row.deletedAt) return { kind: 'gone', version: row.version };
+/** A full row seen as a redirect target. */
+export function targetOf(row: LinkRow): LinkTarget {
   return {
-    kind: 'link',
-    version: row.version,
+    code: row.code,
+    url: row.url,
     redirectType: row.redirectType,
     expiresAt: row.expiresAt?.getTime() ?? null,
-    url: row.url,
+    deleted: row.deletedAt !== null,
+    version: row.version,
   };
+}
+
+/** What the cache holds for a link, or for a code with no row at all. */
+export function cacheEntryOf(link: LinkTarget | null): CacheEntry {
+  if (!link) return { kind: 'unknown' };
+  if (link.deleted) return { kind: 'gone', version: link.version };
+  return { kind: 'link', version: link.version, redirectType: link.redirectType, expiresAt: link.expiresAt, url: link.url };
 }

@@ -1,5 +1,5 @@
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
-import { BaseRpcContext, Server, type CustomTransportStrategy } from '@nestjs/microservices';
+import { BaseRpcContext, Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
 import { isObservable, lastValueFrom } from 'rxjs';
 import { CorkedWriter, LineReader, type RequestFrame } from './frames';
 
@@ -11,6 +11,9 @@ import { CorkedWriter, LineReader, type RequestFrame } from './frames';
 export class LineRpcServer extends Server implements CustomTransportStrategy {
   private server: NetServer | null = null;
   private readonly sockets = new Set<Socket>();
+  // Handlers by the exact pattern string a client sends: Nest's own lookup normalises
+  // (and tries to JSON-parse) the pattern on every message.
+  private readonly handlers = new Map<string, MessageHandler>();
 
   constructor(private readonly address: { host: string; port: number }) {
     super();
@@ -75,7 +78,11 @@ export class LineRpcServer extends Server implements CustomTransportStrategy {
   }
 
   private async answer(frame: RequestFrame, writer: CorkedWriter): Promise<void> {
-    const handler = this.getHandlerByPattern(frame.pattern);
+    let handler = this.handlers.get(frame.pattern) ?? null;
+    if (!handler) {
+      handler = this.getHandlerByPattern(frame.pattern);
+      if (handler) this.handlers.set(frame.pattern, handler);
+    }
     if (!handler) {
       writer.send({ id: frame.id, err: `no handler for ${frame.pattern}` });
       return;
