@@ -56,7 +56,7 @@ export class GatewayModule {
     return {
       module: GatewayModule,
       imports: [
-        ObservabilityModule.forService({ service: 'gateway', logLevel: config.LOG_LEVEL, accessLogRoutes: ['api/*path'] }),
+        ObservabilityModule.forService({ service: 'gateway', logLevel: config.LOG_LEVEL }),
       ],
       controllers: [UrlsController, ClusterController],
       providers: [

@@ -46,6 +46,7 @@ async function main(): Promise<void> {
     module: GatewayModule.forRoot({ ...env, publicBaseUrl }),
     adapter,
     http: { host: env.HTTP_HOST, port: env.PORT },
+    accessLogPrefixes: ['/api/'],
     configure: (app: NestFastifyApplication) => {
       const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
       installFastifyErrorHandling(fastify);

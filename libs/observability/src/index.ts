@@ -1,3 +1,4 @@
+export * from './access-log';
 export * from './metrics';
 export * from './observability.module';
 export * from './readiness.registry';

@@ -1,4 +1,4 @@
-import { DynamicModule, Global, Module, RequestMethod } from '@nestjs/common';
+import { DynamicModule, Global, Module } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
 import { LoggerModule } from 'nestjs-pino';
 import { HealthController } from './health.controller';
@@ -8,8 +8,6 @@ import { ReadinessRegistry } from './readiness.registry';
 export interface ObservabilityOptions {
   service: string;
   logLevel: string;
-  /** Path patterns whose requests get an access log line; the redirect path has none. */
-  accessLogRoutes?: string[];
 }
 
 /** JSON logs (one line per event, secrets redacted), /metrics, /health/live and /health/ready. */
@@ -28,10 +26,10 @@ export class ObservabilityModule {
             base: { service: options.service, pid: process.pid },
             timestamp: () => `,"time":"${new Date().toISOString()}"`,
             redact: ['req.headers.authorization', 'req.headers.cookie', '*.password', '*.manageToken'],
-            quietReqLogger: true,
-            autoLogging: (options.accessLogRoutes?.length ?? 0) > 0,
+            autoLogging: false,
           },
-          forRoutes: (options.accessLogRoutes ?? []).map((path) => ({ path, method: RequestMethod.ALL })),
+          // No request middleware (and so no AsyncLocalStorage): access logs come from installAccessLog.
+          forRoutes: [],
         }),
       ],
       controllers: [HealthController, MetricsController],

@@ -3,8 +3,10 @@ import type { DynamicModule } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { MicroserviceOptions } from '@nestjs/microservices';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { FastifyInstance } from 'fastify';
 import { Logger } from 'nestjs-pino';
 import { LineRpcServer } from '@shortener/rpc';
+import { installAccessLog } from './access-log';
 
 export interface ServiceStart {
   name: string;
@@ -13,6 +15,8 @@ export interface ServiceStart {
   /** The RPC endpoint of the writer and the readers (LineRpcServer: JSON lines over TCP). */
   rpc?: { host: string; port: number };
   adapter?: FastifyAdapter;
+  /** Paths whose requests get an access log line (the redirect path has none). */
+  accessLogPrefixes?: string[];
   /** Extra wiring on the application before it listens (routes, filters, OpenAPI). */
   configure?: (app: NestFastifyApplication) => void | Promise<void>;
 }
@@ -31,6 +35,8 @@ export async function startService(start: ServiceStart): Promise<NestFastifyAppl
     );
     await app.startAllMicroservices();
   }
+  // Nest's platform-fastify carries its own copy of fastify's types, hence the cast.
+  if (start.accessLogPrefixes?.length) installAccessLog(app.getHttpAdapter().getInstance() as unknown as FastifyInstance, start.accessLogPrefixes);
   await start.configure?.(app);
   await app.listen(start.http.port, start.http.host);
   return app;
