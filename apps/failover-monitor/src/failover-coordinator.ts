@@ -52,6 +52,8 @@ export class FailoverCoordinator {
   private local: Topology | null = null;
   /** Since when a reachable standby has not been streaming from its shard's primary. */
   private readonly notStreamingSince = new Map<string, number>();
+  /** The epoch whose roles the platform shows (pod labels in Kubernetes); -1: none yet. */
+  private markedEpoch = -1;
 
   constructor(private readonly deps: CoordinatorDependencies) {}
 
@@ -121,6 +123,7 @@ export class FailoverCoordinator {
       }
     }
     if (!leader) return;
+    if (topology.epoch !== this.markedEpoch) void this.markRoles(topology);
     for (const shard of topology.shards) {
       if (this.busyShards.has(shard.id)) continue;
       if (this.detector.isDown(shard.primary)) {
@@ -324,6 +327,17 @@ export class FailoverCoordinator {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     throw new Error(`${node} did not receive the primary's last WAL in time`);
+  }
+
+  /** Once per epoch, by the leader; a failure is tried again at the next round. */
+  private async markRoles(topology: Topology): Promise<void> {
+    this.markedEpoch = topology.epoch;
+    try {
+      await this.deps.control.markRoles(topology.shards);
+    } catch (error) {
+      if (this.markedEpoch === topology.epoch) this.markedEpoch = -1;
+      this.deps.log('warn', 'could not mark node roles', { epoch: topology.epoch, err: (error as Error).message });
+    }
   }
 
   private async publishWithRetry(topology: Topology): Promise<void> {

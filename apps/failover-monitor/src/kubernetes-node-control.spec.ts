@@ -8,29 +8,36 @@ import { KubernetesNodeControl } from './kubernetes-node-control';
 /** A stand-in API server over real HTTP: answers pod reads and deletes from a table. */
 function apiServer(pods: Record<string, { phase: string } | 'forbidden'>) {
   const seen: { method: string; url: string; authorization: string | undefined }[] = [];
-  const server = createServer((req: IncomingMessage, res) => {
+  const patches: { pod: string; contentType: string | undefined; body: unknown }[] = [];
+  const server = createServer(async (req: IncomingMessage, res) => {
     seen.push({ method: req.method ?? '', url: req.url ?? '', authorization: req.headers.authorization });
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
     const name = /\/pods\/([^?]+)/.exec(req.url ?? '')?.[1] ?? '';
     const pod = pods[name];
     if (pod === 'forbidden') return res.writeHead(403).end('{}');
     if (!pod) return res.writeHead(404).end('{}');
     if (req.method === 'DELETE') delete pods[name];
+    if (req.method === 'PATCH') {
+      patches.push({ pod: name, contentType: req.headers['content-type'], body: JSON.parse(Buffer.concat(chunks).toString()) });
+    }
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ metadata: { name }, status: pod }));
   });
-  return { server, seen };
+  return { server, seen, patches };
 }
 
 describe('Kubernetes node control', () => {
   let dir: string;
   let server: Server;
   let seen: ReturnType<typeof apiServer>['seen'];
+  let patches: ReturnType<typeof apiServer>['patches'];
   let control: KubernetesNodeControl;
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sa-'));
     writeFileSync(join(dir, 'namespace'), 'shortener\n');
     writeFileSync(join(dir, 'token'), 'token-1\n');
-    ({ server, seen } = apiServer({ 'pg-s0-0': { phase: 'Running' }, 'pg-s0-1': { phase: 'Pending' }, 'pg-s0-2': 'forbidden' }));
+    ({ server, seen, patches } = apiServer({ 'pg-s0-0': { phase: 'Running' }, 'pg-s0-1': { phase: 'Pending' }, 'pg-s0-2': 'forbidden' }));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
     control = new KubernetesNodeControl(
@@ -73,6 +80,15 @@ describe('Kubernetes node control', () => {
     expect(await control.isRunning('s0n1')).toBe(false);
     // Deleting a pod that is already gone is what a delete wants.
     await expect(control.start('s0n1')).resolves.toBeUndefined();
+  });
+
+  it('labels each pod with its role, so the primary Service follows the topology', async () => {
+    await control.markRoles([{ primary: 's0n1', replicas: ['s0n0'] }]);
+    expect(patches).toEqual([
+      { pod: 'pg-s0-1', contentType: 'application/merge-patch+json', body: { metadata: { labels: { 'shortener.io/role': 'primary' } } } },
+      { pod: 'pg-s0-0', contentType: 'application/merge-patch+json', body: { metadata: { labels: { 'shortener.io/role': 'replica' } } } },
+    ]);
+    await expect(control.markRoles([{ primary: 's0n2', replicas: [] }])).rejects.toThrow(/HTTP 403/);
   });
 
   it('fails loudly when the API refuses, and knows only its own nodes', async () => {

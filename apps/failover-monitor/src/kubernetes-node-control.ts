@@ -12,6 +12,9 @@ export interface KubernetesApi {
   timeoutMs: number;
 }
 
+/** The label the `pg-s<n>-primary` Services select (k8s/base/postgres.yaml). */
+export const ROLE_LABEL = 'shortener.io/role';
+
 export const IN_CLUSTER_API: KubernetesApi = {
   url: 'https://kubernetes.default.svc',
   serviceAccountDir: '/var/run/secrets/kubernetes.io/serviceaccount',
@@ -25,6 +28,7 @@ export const IN_CLUSTER_API: KubernetesApi = {
  * no grace period; the StatefulSet recreates it, and its entrypoint, finding that the
  * topology names another primary, rewinds it (pg_rewind) and starts it as a standby of
  * that primary. Rejoin and start are therefore the same delete; stop is a graceful delete.
+ * Pods carry their role as a label, so that Services can route to the primary.
  */
 export class KubernetesNodeControl implements NodeControl {
   private readonly namespace: string;
@@ -66,6 +70,20 @@ export class KubernetesNodeControl implements NodeControl {
     return pod.status?.phase === 'Running';
   }
 
+  async markRoles(shards: { primary: string; replicas: string[] }[]): Promise<void> {
+    for (const shard of shards) {
+      for (const [node, role] of [[shard.primary, 'primary'], ...shard.replicas.map((replica) => [replica, 'replica'])]) {
+        const response = await this.call(
+          'PATCH',
+          `/api/v1/namespaces/${this.namespace}/pods/${this.pod(node)}`,
+          JSON.stringify({ metadata: { labels: { [ROLE_LABEL]: role } } }),
+        );
+        // 404: the pod is being recreated; the next reconcile labels it.
+        if (response.status !== 200 && response.status !== 404) throw new Error(`labelling pod of ${node}: HTTP ${response.status}`);
+      }
+    }
+  }
+
   private async deletePod(node: string, graceSeconds: number): Promise<void> {
     const response = await this.call(
       'DELETE',
@@ -83,7 +101,7 @@ export class KubernetesNodeControl implements NodeControl {
     return pod;
   }
 
-  private call(method: string, path: string): Promise<{ status: number; body: string }> {
+  private call(method: string, path: string, mergePatch?: string): Promise<{ status: number; body: string }> {
     // Read on every call: Kubernetes rotates projected service-account tokens.
     const token = readFileSync(`${this.api.serviceAccountDir}/token`, 'utf8').trim();
     const url = new URL(path, this.api.url);
@@ -91,7 +109,16 @@ export class KubernetesNodeControl implements NodeControl {
     return new Promise((resolve, reject) => {
       const req = send(
         url,
-        { method, headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, ca: this.clusterCa, timeout: this.api.timeoutMs },
+        {
+          method,
+          headers: {
+            authorization: `Bearer ${token}`,
+            accept: 'application/json',
+            ...(mergePatch ? { 'content-type': 'application/merge-patch+json' } : {}),
+          },
+          ca: this.clusterCa,
+          timeout: this.api.timeoutMs,
+        },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -101,7 +128,7 @@ export class KubernetesNodeControl implements NodeControl {
       );
       req.on('timeout', () => req.destroy(new Error(`${method} ${url.pathname}: no answer within ${this.api.timeoutMs} ms`)));
       req.on('error', reject);
-      req.end();
+      req.end(mergePatch);
     });
   }
 }

@@ -30,6 +30,9 @@ export class LocalNodeControl implements NodeControl {
     this.inventory = JSON.parse(readFileSync(join(stackDir, 'stack.json'), 'utf8')) as StackInventory;
   }
 
+  /** Clients find primaries through the topology alone here. */
+  async markRoles(): Promise<void> {}
+
   async isRunning(name: string): Promise<boolean> {
     const pid = this.postmasterPid(name);
     return pid !== null && processAlive(pid);

@@ -3,7 +3,7 @@ import type { NodeAddress } from '@shortener/topology';
 /**
  * What the monitor does to database nodes beyond SQL. Locally: processes and data
  * directories under STACK_DIR. In Kubernetes: pods of the shard's StatefulSet (see
- * k8s/README.md), with the same four verbs.
+ * k8s/README.md), with the same verbs.
  */
 export interface NodeControl {
   /** After this the node accepts no write: it is stopped, killed if it does not answer. */
@@ -18,4 +18,9 @@ export interface NodeControl {
   /** Clean shutdown: a primary first sends all its WAL to its standbys. */
   stop(node: string): Promise<void>;
   isRunning(node: string): Promise<boolean>;
+  /**
+   * Makes the platform's routing follow the topology: in Kubernetes the pods' role labels,
+   * which the `pg-s<n>-primary` Services select. Nothing to do for local processes.
+   */
+  markRoles(shards: { primary: string; replicas: string[] }[]): Promise<void>;
 }

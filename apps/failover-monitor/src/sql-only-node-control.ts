@@ -29,6 +29,9 @@ export class SqlOnlyNodeControl implements NodeControl {
     this.log('start is left to the container runtime', { node });
   }
 
+  /** Clients find primaries through the topology alone here. */
+  async markRoles(): Promise<void> {}
+
   async isRunning(): Promise<boolean> {
     return true;
   }
