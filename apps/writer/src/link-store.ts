@@ -41,7 +41,6 @@ export function requestHashOf(command: CreateLinkCommand): Buffer {
     .digest();
 }
 
-
 export function eventFor(
   type: UrlEvent['type'],
   row: Pick<LinkRow, 'code' | 'url' | 'redirectType' | 'expiresAt' | 'version'>,
@@ -63,12 +62,12 @@ export function eventFor(
 }
 
 class CodeTaken extends Error {}
+class KeyTaken extends Error {}
 
 interface NewLinkWithEvent {
   link: NewLink;
   event: { topic: string; payload: UrlEvent };
 }
-class KeyTaken extends Error {}
 
 /**
  * Writes links to the owning shard's primary: the row, its outbox event and the
