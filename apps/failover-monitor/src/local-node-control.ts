@@ -30,8 +30,10 @@ export class LocalNodeControl implements NodeControl {
     this.inventory = JSON.parse(readFileSync(join(stackDir, 'stack.json'), 'utf8')) as StackInventory;
   }
 
-  /** Clients find primaries through the topology alone here. */
-  async markRoles(): Promise<void> {}
+  /** Clients find primaries through the topology alone here: nothing to mark. */
+  async markRoles(): Promise<void> {
+    return undefined;
+  }
 
   async isRunning(name: string): Promise<boolean> {
     const pid = this.postmasterPid(name);

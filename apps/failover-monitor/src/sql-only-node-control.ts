@@ -29,8 +29,10 @@ export class SqlOnlyNodeControl implements NodeControl {
     this.log('start is left to the container runtime', { node });
   }
 
-  /** Clients find primaries through the topology alone here. */
-  async markRoles(): Promise<void> {}
+  /** Clients find primaries through the topology alone here: nothing to mark. */
+  async markRoles(): Promise<void> {
+    return undefined;
+  }
 
   async isRunning(): Promise<boolean> {
     return true;
