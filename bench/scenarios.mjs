@@ -181,11 +181,20 @@ async function alternating(ctx, reference, rounds, paths, load) {
   };
 }
 
-function compare(subject, reference) {
+/**
+ * The ratios of a timed figure and its verdict: requests/s at least `minRatio` of the
+ * reference's (and, with `maxP99Ratio`, p99 at most that multiple of it), no errors.
+ */
+function judged(subject, reference, { minRatio, maxP99Ratio = null }) {
+  const rpsRatio = ratio(subject.requestsPerSecond, reference.requestsPerSecond);
+  const p99Ratio = ratio(subject.latencyMs.p99, reference.latencyMs.p99);
+  const p99Ok = maxP99Ratio === null || (p99Ratio !== null && p99Ratio <= maxP99Ratio);
   return {
-    ratio: ratio(subject.requestsPerSecond, reference.requestsPerSecond),
-    p99Ratio: ratio(subject.latencyMs.p99, reference.latencyMs.p99),
+    ratio: rpsRatio,
+    p99Ratio,
     cpuPerRequestRatio: ratio(subject.cpuMsPerRequest, reference.cpuMsPerRequest),
+    target: `requests/s >= ${minRatio}x reference` + (maxP99Ratio === null ? '' : `; p99 <= ${maxP99Ratio}x reference`),
+    pass: rpsRatio !== null && rpsRatio >= minRatio && p99Ok && subject.errors === 0,
   };
 }
 
@@ -257,23 +266,13 @@ export async function redirectCacheHit(ctx) {
     const { reference, subject } = await alternating(ctx, floor, config.rounds, PATHS.hit, (side) =>
       load(side === 'reference' ? floor.url : stack.baseUrl, slice),
     );
-    const { ratio: rpsRatio, p99Ratio, cpuPerRequestRatio } = compare(subject, reference);
     return {
       figure: 'redirect, cache hit',
       codes: hot.length,
       cachedBefore: cached,
       subject,
       reference: { what: 'node:http + one ioredis GET + 302 (child process)', ...reference },
-      ratio: rpsRatio,
-      p99Ratio,
-      cpuPerRequestRatio,
-      target: 'requests/s >= 0.8x reference; p99 <= 2x reference',
-      pass:
-        rpsRatio !== null &&
-        rpsRatio >= 0.8 &&
-        p99Ratio !== null &&
-        p99Ratio <= 2 &&
-        subject.errors === 0,
+      ...judged(subject, reference, { minRatio: 0.8, maxP99Ratio: 2 }),
     };
   } finally {
     await floor.stop();
@@ -323,7 +322,6 @@ export async function redirectCacheMiss(ctx) {
         expect: REDIRECT,
       }),
     );
-    const { ratio: rpsRatio, p99Ratio, cpuPerRequestRatio } = compare(subject, reference);
     return {
       figure: 'redirect, cache miss',
       codes: codes.length,
@@ -333,11 +331,7 @@ export async function redirectCacheMiss(ctx) {
         what: 'node:http + one pg primary-key SELECT on a replica of the owning shard + 302 (child process)',
         ...reference,
       },
-      ratio: rpsRatio,
-      p99Ratio,
-      cpuPerRequestRatio,
-      target: 'requests/s >= 0.6x reference',
-      pass: rpsRatio !== null && rpsRatio >= 0.6 && subject.errors === 0,
+      ...judged(subject, reference, { minRatio: 0.6 }),
     };
   } finally {
     await select.stop();
@@ -370,7 +364,6 @@ export async function create(ctx) {
       PATHS.create,
       (side) => load(side === 'reference' ? insert.url : stack.baseUrl, slice),
     );
-    const { ratio: rpsRatio, p99Ratio, cpuPerRequestRatio } = compare(subject, reference);
     return {
       figure: 'create',
       replicationMode: stack.replicationMode,
@@ -379,11 +372,7 @@ export async function create(ctx) {
         what: `node:http + one pg INSERT on the owning primary (${stack.replicationMode} commit) + 201 (child process)`,
         ...reference,
       },
-      ratio: rpsRatio,
-      p99Ratio,
-      cpuPerRequestRatio,
-      target: 'requests/s >= 0.6x reference',
-      pass: rpsRatio !== null && rpsRatio >= 0.6 && subject.errors === 0,
+      ...judged(subject, reference, { minRatio: 0.6 }),
     };
   } finally {
     await insert.stop();

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, onResponseHookHandler } from 'fastify';
 import { PinoLogger } from 'nestjs-pino';
 
 /**
@@ -9,15 +9,20 @@ import { PinoLogger } from 'nestjs-pino';
  * redirect and per create with them; bench/README.md).
  */
 export function installAccessLog(fastify: FastifyInstance, prefixes: string[]): void {
-  fastify.addHook('onResponse', (request, reply, done) => {
-    const url = request.url;
-    if (prefixes.some((prefix) => url.startsWith(prefix))) {
-      const status = reply.statusCode;
-      // Flat fields: the root logger's req/res serializers expect Node's request objects.
-      const line = { reqId: request.id, method: request.method, url, statusCode: status, responseTime: Math.round(reply.elapsedTime) };
-      if (status >= 500) PinoLogger.root.error(line, 'request failed');
-      else PinoLogger.root.info(line, 'request completed');
-    }
-    done();
+  // Attached to the matching routes as they are declared (so before Nest's routes and the
+  // raw redirect route): a request on any other path runs no hook at all.
+  fastify.addHook('onRoute', (route) => {
+    if (!prefixes.some((prefix) => route.url.startsWith(prefix))) return;
+    const existing = route.onResponse ? [route.onResponse].flat() : [];
+    route.onResponse = [...existing, logResponse];
   });
 }
+
+const logResponse: onResponseHookHandler = (request, reply, done) => {
+  const status = reply.statusCode;
+  // Flat fields: the root logger's req/res serializers expect Node's request objects.
+  const line = { reqId: request.id, method: request.method, url: request.url, statusCode: status, responseTime: Math.round(reply.elapsedTime) };
+  if (status >= 500) PinoLogger.root.error(line, 'request failed');
+  else PinoLogger.root.info(line, 'request completed');
+  done();
+};

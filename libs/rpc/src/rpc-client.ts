@@ -29,6 +29,9 @@ export class RpcClient {
     if (this.closed) throw new RpcTransportError(`${this.describe()}: the client is closed`);
     const deadline = Date.now() + timeoutMs;
     if (!this.socket) await this.connected(timeoutMs);
+    const writer = this.writer;
+    // The connection can close again between connecting and here.
+    if (!writer) throw new RpcTransportError(`${this.describe()} ${pattern}: connection closed`);
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -36,7 +39,7 @@ export class RpcClient {
         reject(new RpcTransportError(`${this.describe()} ${pattern}: no answer within ${timeoutMs} ms`));
       }, Math.max(1, deadline - Date.now()));
       this.waiting.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
-      this.writer!.send({ id, pattern, data });
+      writer.send({ id, pattern, data });
     });
   }
 
