@@ -3,24 +3,14 @@
 // generator's own CPU use (process.cpuUsage()), so a saturated generator shows.
 import autocannon from 'autocannon';
 
-const round = (value, digits = 2) =>
-  value === null || value === undefined ? null : Number(value.toFixed(digits));
+const round = (value, digits = 2) => (value === null || value === undefined ? null : Number(value.toFixed(digits)));
 
 /**
  * Runs one load phase. `expect` is the set of status codes counted as successes;
  * anything else, socket errors and timeouts are errors.
  *   { url, connections, duration | amount, requests, expect, onResponse }
  */
-export async function runLoad({
-  url,
-  connections,
-  duration,
-  amount,
-  requests,
-  expect,
-  timeoutSeconds = 10,
-  title,
-}) {
+export async function runLoad({ url, connections, duration, amount, requests, expect, timeoutSeconds = 10, title }) {
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const instance = autocannon({

@@ -80,8 +80,7 @@ export class CpuMeter {
     const cores = {};
     for (const [name, perPid] of Object.entries(stop.groups)) {
       let used = 0;
-      for (const [pid, seconds] of Object.entries(perPid))
-        used += seconds - (this.start.groups[name]?.[pid] ?? 0);
+      for (const [pid, seconds] of Object.entries(perPid)) used += seconds - (this.start.groups[name]?.[pid] ?? 0);
       cores[name] = wall > 0 ? used / wall : 0;
     }
     return { wallSeconds: wall, cores };

@@ -24,10 +24,7 @@ export async function startReference(name, { stack, topology }) {
     },
   });
   const port = await new Promise((resolvePort, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`reference ${name} did not start within 90 s`)),
-      90_000,
-    );
+    const timer = setTimeout(() => reject(new Error(`reference ${name} did not start within 90 s`)), 90_000);
     child.once('exit', (code) => reject(new Error(`reference ${name} exited with ${code}`)));
     createInterface({ input: child.stdout }).on('line', (line) => {
       const match = /^listening (\d+)$/.exec(line);

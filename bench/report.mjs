@@ -61,45 +61,19 @@ const padStart = (value, width) => String(value ?? '-').padStart(width);
 const passText = (pass) => (pass === undefined || pass === null ? '' : pass ? 'PASS' : 'FAIL');
 
 function row(cells, widths) {
-  return cells
-    .map((cell, i) => (i === 0 ? pad(cell, widths[i]) : padStart(cell, widths[i])))
-    .join('  ');
+  return cells.map((cell, i) => (i === 0 ? pad(cell, widths[i]) : padStart(cell, widths[i]))).join('  ');
 }
 
 export function table(results) {
   const lines = [];
   const widths = [22, 9, 8, 8, 7, 10, 8, 8, 6, 6, 7, 18, 5];
-  lines.push(
-    row(
-      [
-        'figure',
-        'req/s',
-        'p50 ms',
-        'p99 ms',
-        'errors',
-        'ref req/s',
-        'ref p50',
-        'ref p99',
-        'ratio',
-        'p99 x',
-        'cpu x',
-        'target',
-        '',
-      ],
-      widths,
-    ),
-  );
+  lines.push(row(['figure', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'ref req/s', 'ref p50', 'ref p99', 'ratio', 'p99 x', 'cpu x', 'target', ''], widths));
   lines.push('-'.repeat(widths.reduce((a, b) => a + b + 2, 0)));
   for (const key of ['redirectCacheHit', 'redirectCacheMiss', 'create']) {
     const f = results.figures[key];
     if (!f) continue;
     if (f.error) {
-      lines.push(
-        row(
-          [key, 'error', '', '', '', '', '', '', '', '', '', f.error.slice(0, 18), 'FAIL'],
-          widths,
-        ),
-      );
+      lines.push(row([key, 'error', '', '', '', '', '', '', '', '', '', f.error.slice(0, 18), 'FAIL'], widths));
       continue;
     }
     lines.push(
@@ -128,27 +102,17 @@ export function table(results) {
   }
   const fo = results.figures.failover;
   if (fo) {
-    const text = fo.error
-      ? `error: ${fo.error}`
-      : fo.seconds === null
-        ? 'no recovery'
-        : `${fo.seconds} s to first 201 on shard ${fo.shard}`;
+    const text = fo.error ? `error: ${fo.error}` : fo.seconds === null ? 'no recovery' : `${fo.seconds} s to first 201 on shard ${fo.shard}`;
     lines.push(
       `${pad('failover', widths[0])}  ${text} (topology changed after ${fo.topologyChangedAfterSeconds ?? '-'} s; target ${fo.target})  ${passText(fo.pass)}`,
     );
   }
-  lines.push(
-    "ratio = req/s of the subject / the reference; p99 x = p99 / reference p99; cpu x = CPU per request / the reference's",
-  );
-  lines.push(
-    '(CPU per request, from /proc: the processes on the path of a request, e.g. gateway+Redis vs reference+Redis for a cache hit)',
-  );
+  lines.push("ratio = req/s of the subject / the reference; p99 x = p99 / reference p99; cpu x = CPU per request / the reference's");
+  lines.push('(CPU per request, from /proc: the processes on the path of a request, e.g. gateway+Redis vs reference+Redis for a cache hit)');
   lines.push('');
   const pc = results.perCore;
   if (pc) {
-    lines.push(
-      'requests/s per core (stack CPU = every process of the stack, measured from /proc during the phase):',
-    );
+    lines.push('requests/s per core (stack CPU = every process of the stack, measured from /proc during the phase):');
     for (const [name, f] of Object.entries(pc)) {
       if (!f || f.requestsPerSecond === undefined) continue;
       lines.push(
@@ -167,9 +131,7 @@ export function table(results) {
   lines.push(
     `stack start-up: ${results.startupSeconds === null ? 'attached to a running stack' : `${results.startupSeconds} s`}; errors under load: ${results.errorsUnderLoad.total} (target 0)`,
   );
-  lines.push(
-    `generator CPU (cores, per phase): ${results.generatorCpu.map(([name, cores]) => `${name} ${cores}`).join(', ')}`,
-  );
+  lines.push(`generator CPU (cores, per phase): ${results.generatorCpu.map(([name, cores]) => `${name} ${cores}`).join(', ')}`);
   lines.push(
     `machine: ${results.machine.cores} x ${results.machine.cpuModel}, ${results.machine.totalMemoryMb} MB, ${results.machine.node}; load average at end ${results.machine.loadAverageAtEnd.join(' ')}`,
   );

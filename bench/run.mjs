@@ -9,14 +9,7 @@
 import os from 'node:os';
 import { clusterOf, redisOf, seedLinks } from './fixtures.mjs';
 import { machine, memoryFigure, perCore, table, writeResults } from './report.mjs';
-import {
-  create,
-  failover,
-  MemoryWatch,
-  redirectCacheHit,
-  redirectCacheMiss,
-  settings,
-} from './scenarios.mjs';
+import { create, failover, MemoryWatch, redirectCacheHit, redirectCacheMiss, settings } from './scenarios.mjs';
 import { startStack } from './stack.mjs';
 
 const PHASES = ['miss', 'hit', 'create', 'failover'];
@@ -28,9 +21,7 @@ function log(message) {
 function parseArgs(argv) {
   const only = argv.find((arg) => arg.startsWith('--only='));
   const phases = only ? only.slice('--only='.length).split(',') : PHASES;
-  for (const phase of phases)
-    if (!PHASES.includes(phase))
-      throw new Error(`unknown phase ${phase}; phases: ${PHASES.join(', ')}`);
+  for (const phase of phases) if (!PHASES.includes(phase)) throw new Error(`unknown phase ${phase}; phases: ${PHASES.join(', ')}`);
   return { phases: PHASES.filter((phase) => phases.includes(phase)) };
 }
 
@@ -66,8 +57,7 @@ export async function main(argv = process.argv.slice(2)) {
   let exitCode = 0;
   try {
     stack = await startStack({ log, extraEnv });
-    results.startupSeconds =
-      stack.startupSeconds === null ? null : Number(stack.startupSeconds.toFixed(1));
+    results.startupSeconds = stack.startupSeconds === null ? null : Number(stack.startupSeconds.toFixed(1));
     results.replicationMode = stack.replicationMode;
     const topology = await clusterOf(stack);
     results.topology = {
@@ -84,9 +74,7 @@ export async function main(argv = process.argv.slice(2)) {
       const t = performance.now();
       const seeded = await seedLinks(stack, topology, config.missCodes + warmCodes);
       codes = seeded.slice(warmCodes);
-      log(
-        `seeded ${seeded.length} links straight into the primaries in ${((performance.now() - t) / 1000).toFixed(1)} s`,
-      );
+      log(`seeded ${seeded.length} links straight into the primaries in ${((performance.now() - t) / 1000).toFixed(1)} s`);
       results.seededLinks = seeded.length;
       warm = seeded.slice(0, warmCodes);
     }

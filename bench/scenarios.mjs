@@ -34,10 +34,7 @@ function cpuGroups(stack, reference) {
     Object.entries(pids)
       .filter(([name]) => name.startsWith(prefix))
       .map(([, pid]) => pid);
-  const postmasters = () =>
-    stack.inventory.shards
-      .flatMap((shard) => shard.nodes.map((node) => postmasterPid(stack.stackDir, node.name)))
-      .filter(Boolean);
+  const postmasters = () => stack.inventory.shards.flatMap((shard) => shard.nodes.map((node) => postmasterPid(stack.stackDir, node.name))).filter(Boolean);
   return {
     gateway: named('gateway'),
     writer: named('writer'),
@@ -86,9 +83,7 @@ async function measured(ctx, reference, load) {
   meter.begin();
   const result = await ctx.memory.during(() => runLoad(load));
   const cpu = meter.end();
-  result.cpuCores = Object.fromEntries(
-    Object.entries(cpu.cores).map(([name, cores]) => [name, Number(cores.toFixed(3))]),
-  );
+  result.cpuCores = Object.fromEntries(Object.entries(cpu.cores).map(([name, cores]) => [name, Number(cores.toFixed(3))]));
   return result;
 }
 
@@ -110,26 +105,14 @@ const PATHS = {
 function merge(rounds, path) {
   const completed = rounds.reduce((sum, r) => sum + r.completed, 0);
   const seconds = rounds.reduce((sum, r) => sum + r.seconds, 0);
-  const weighted = (pick) =>
-    Number(
-      (rounds.reduce((sum, r) => sum + pick(r) * r.completed, 0) / Math.max(1, completed)).toFixed(
-        2,
-      ),
-    );
+  const weighted = (pick) => Number((rounds.reduce((sum, r) => sum + pick(r) * r.completed, 0) / Math.max(1, completed)).toFixed(2));
   const statuses = {};
-  for (const r of rounds)
-    for (const [status, count] of Object.entries(r.errorDetail.statuses))
-      statuses[status] = (statuses[status] ?? 0) + count;
+  for (const r of rounds) for (const [status, count] of Object.entries(r.errorDetail.statuses)) statuses[status] = (statuses[status] ?? 0) + count;
   const cpuCores = {};
-  for (const r of rounds)
-    for (const [name, cores] of Object.entries(r.cpuCores))
-      cpuCores[name] = (cpuCores[name] ?? 0) + (cores * r.seconds) / seconds;
+  for (const r of rounds) for (const [name, cores] of Object.entries(r.cpuCores)) cpuCores[name] = (cpuCores[name] ?? 0) + (cores * r.seconds) / seconds;
   for (const name of Object.keys(cpuCores)) cpuCores[name] = Number(cpuCores[name].toFixed(3));
   const pathCpuSeconds = path.reduce((sum, name) => sum + (cpuCores[name] ?? 0), 0) * seconds;
-  const generatorCpuSeconds = rounds.reduce(
-    (sum, r) => sum + (r.generatorCpu.userMs + r.generatorCpu.systemMs) / 1000,
-    0,
-  );
+  const generatorCpuSeconds = rounds.reduce((sum, r) => sum + (r.generatorCpu.userMs + r.generatorCpu.systemMs) / 1000, 0);
   return {
     requestsPerSecond: Number((completed / seconds).toFixed(1)),
     latencyMs: {
@@ -160,8 +143,7 @@ function merge(rounds, path) {
     },
     cpuCores,
     cpuPath: path,
-    cpuMsPerRequest:
-      completed > 0 ? Number(((pathCpuSeconds * 1000) / completed).toFixed(3)) : null,
+    cpuMsPerRequest: completed > 0 ? Number(((pathCpuSeconds * 1000) / completed).toFixed(3)) : null,
   };
 }
 
@@ -234,9 +216,7 @@ export async function redirectCacheHit(ctx) {
   const hot = codes.slice(0, config.hitCodes);
   let cached = await cachedCount(redis, hot);
   if (cached < hot.length) {
-    log(
-      `cache hit: ${hot.length - cached} of ${hot.length} codes not cached yet, filling through the gateway`,
-    );
+    log(`cache hit: ${hot.length - cached} of ${hot.length} codes not cached yet, filling through the gateway`);
     await runLoad({
       url: stack.baseUrl,
       connections: 8,
@@ -260,9 +240,7 @@ export async function redirectCacheHit(ctx) {
     await runLoad(load(floor.url, config.warmupSeconds));
     await runLoad(load(stack.baseUrl, config.warmupSeconds));
     const slice = config.seconds / config.rounds;
-    log(
-      `cache hit: reference (node:http + Redis GET) and gateway alternating, ${config.rounds} x ${slice} s each, ${config.connections} connections`,
-    );
+    log(`cache hit: reference (node:http + Redis GET) and gateway alternating, ${config.rounds} x ${slice} s each, ${config.connections} connections`);
     const { reference, subject } = await alternating(ctx, floor, config.rounds, PATHS.hit, (side) =>
       load(side === 'reference' ? floor.url : stack.baseUrl, slice),
     );
@@ -301,27 +279,19 @@ export async function redirectCacheMiss(ctx) {
       expect: REDIRECT,
     });
     const chunk = Math.ceil(codes.length / config.rounds);
-    const chunks = Array.from({ length: config.rounds }, (_, i) =>
-      codes.slice(i * chunk, (i + 1) * chunk),
-    );
+    const chunks = Array.from({ length: config.rounds }, (_, i) => codes.slice(i * chunk, (i + 1) * chunk));
     await evict(redis, codes);
     const cachedBefore = await cachedCount(redis, codes);
     log(
       `cache miss: reference (node:http + pg SELECT on a replica) and gateway alternating on ${config.rounds} slices of ${chunk} codes, each code once per side (${cachedBefore} cached), ${config.connections} connections`,
     );
-    const { reference, subject } = await alternating(
-      ctx,
-      select,
-      config.rounds,
-      PATHS.miss,
-      (side, round) => ({
-        url: side === 'reference' ? select.url : stack.baseUrl,
-        connections: config.connections,
-        amount: chunks[round].length,
-        requests: eachOnce(chunks[round]),
-        expect: REDIRECT,
-      }),
-    );
+    const { reference, subject } = await alternating(ctx, select, config.rounds, PATHS.miss, (side, round) => ({
+      url: side === 'reference' ? select.url : stack.baseUrl,
+      connections: config.connections,
+      amount: chunks[round].length,
+      requests: eachOnce(chunks[round]),
+      expect: REDIRECT,
+    }));
     return {
       figure: 'redirect, cache miss',
       codes: codes.length,
@@ -357,12 +327,8 @@ export async function create(ctx) {
     log(
       `create: reference (node:http + pg INSERT on the owning primary, ${stack.replicationMode}) and gateway alternating, ${config.rounds} x ${slice} s each, ${config.connections} connections`,
     );
-    const { reference, subject } = await alternating(
-      ctx,
-      insert,
-      config.rounds,
-      PATHS.create,
-      (side) => load(side === 'reference' ? insert.url : stack.baseUrl, slice),
+    const { reference, subject } = await alternating(ctx, insert, config.rounds, PATHS.create, (side) =>
+      load(side === 'reference' ? insert.url : stack.baseUrl, slice),
     );
     return {
       figure: 'create',
@@ -410,8 +376,7 @@ export async function failover(ctx) {
           return request;
         },
         onResponse: (status, body, context) => {
-          if (killedAt === null || context.sentAt === undefined || context.sentAt < killedAt)
-            return;
+          if (killedAt === null || context.sentAt === undefined || context.sentAt < killedAt) return;
           statusesAfterKill[status] = (statusesAfterKill[status] ?? 0) + 1;
           if (status !== 201) {
             if (firstSameShardFailure === null) firstSameShardFailure = performance.now();
@@ -437,9 +402,7 @@ export async function failover(ctx) {
     const postmaster = postmasterPid(stack.stackDir, victim.name);
     if (!postmaster) throw new Error(`no postmaster.pid for ${victim.name}`);
     const processes = [postmaster, ...childrenOf([postmaster])];
-    log(
-      `failover: kill -9 of ${victim.name} (shard ${shard} primary, postmaster ${postmaster}, ${processes.length} processes) under create load`,
-    );
+    log(`failover: kill -9 of ${victim.name} (shard ${shard} primary, postmaster ${postmaster}, ${processes.length} processes) under create load`);
     killedAt = performance.now();
     for (const pid of processes) {
       try {
@@ -475,8 +438,7 @@ export async function failover(ctx) {
     cpu: process.cpuUsage(cpu0),
     expect: new Set([201, 503]),
   });
-  const seconds =
-    recoveredAt === null ? null : Number(((recoveredAt - killedAt) / 1000).toFixed(2));
+  const seconds = recoveredAt === null ? null : Number(((recoveredAt - killedAt) / 1000).toFixed(2));
   const failover = after?.failovers?.filter((f) => f.shard === shard).at(-1) ?? null;
   log(
     `failover: ${seconds === null ? `no acknowledged create on shard ${shard} within ${config.failoverTimeoutSeconds} s` : `first acknowledged create on shard ${shard} ${seconds} s after the kill`}`,
@@ -487,13 +449,9 @@ export async function failover(ctx) {
     killed: victim.name,
     promoted: after?.shards?.[shard]?.primary?.name ?? null,
     seconds,
-    topologyChangedAfterSeconds:
-      promotedAt === null ? null : Number(((promotedAt - killedAt) / 1000).toFixed(2)),
+    topologyChangedAfterSeconds: promotedAt === null ? null : Number(((promotedAt - killedAt) / 1000).toFixed(2)),
     monitorReportedDurationMs: failover?.durationMs ?? null,
-    firstFailureAfterSeconds:
-      firstSameShardFailure === null
-        ? null
-        : Number(((firstSameShardFailure - killedAt) / 1000).toFixed(2)),
+    firstFailureAfterSeconds: firstSameShardFailure === null ? null : Number(((firstSameShardFailure - killedAt) / 1000).toFixed(2)),
     statusesAfterKill,
     load,
     target: '<= 10 s',

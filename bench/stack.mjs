@@ -64,9 +64,7 @@ export async function startStack({ log, readyTimeoutMs = 15 * 60_000, extraEnv =
   const attach = process.env.BENCH_STACK_DIR;
   if (attach) {
     const stackDir = resolve(attach);
-    log(
-      `attaching to the running stack in ${stackDir} (BENCH_STACK_DIR; not started or stopped by the bench)`,
-    );
+    log(`attaching to the running stack in ${stackDir} (BENCH_STACK_DIR; not started or stopped by the bench)`);
     return {
       ...describeStack(stackDir),
       startupSeconds: null,
@@ -84,9 +82,7 @@ export async function startStack({ log, readyTimeoutMs = 15 * 60_000, extraEnv =
     LOG_LEVEL: process.env.LOG_LEVEL || 'info',
     ...extraEnv,
   };
-  log(
-    `starting a stack in ${stackDir} (gateway :${env.PORT}, postgres :${env.PG_BASE_PORT}+, redis :${env.REDIS_PORT}, kafka :${env.KAFKA_PORT})`,
-  );
+  log(`starting a stack in ${stackDir} (gateway :${env.PORT}, postgres :${env.PG_BASE_PORT}+, redis :${env.REDIS_PORT}, kafka :${env.KAFKA_PORT})`);
   const t0 = performance.now();
   const launcher = spawn(process.execPath, [join(REPO_ROOT, 'tools', 'start.mjs')], {
     cwd: REPO_ROOT,
@@ -98,9 +94,7 @@ export async function startStack({ log, readyTimeoutMs = 15 * 60_000, extraEnv =
     tail.push(line);
     if (tail.length > 30) tail.shift();
   };
-  const exited = new Promise((done) =>
-    launcher.on('exit', (code, signal) => done({ code, signal })),
-  );
+  const exited = new Promise((done) => launcher.on('exit', (code, signal) => done({ code, signal })));
   let stopping = null;
   const stop = async () => {
     if (stopping) return stopping;

@@ -5,9 +5,7 @@
 // Node's own fetch: the slim images have no curl or wget.
 'use strict';
 
-const url =
-  process.argv[2] ||
-  `http://127.0.0.1:${process.env[process.env.HEALTH_PORT_VARIABLE || 'HTTP_PORT'] || process.env.PORT || 3000}/health/live`;
+const url = process.argv[2] || `http://127.0.0.1:${process.env[process.env.HEALTH_PORT_VARIABLE || 'HTTP_PORT'] || process.env.PORT || 3000}/health/live`;
 
 fetch(url, {
   signal: AbortSignal.timeout(Number(process.env.HEALTHCHECK_TIMEOUT_MS || 2500)),

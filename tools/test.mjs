@@ -9,6 +9,8 @@
 //   node tools/test.mjs --e2e-only    (also: nx run system-e2e:e2e)
 //   STACK_SKIP_SERVICES=1 node tools/test.mjs --e2e-only   infrastructure suite only (dev aid)
 //   E2E_KEEP_STACK_DIR=1              keep the temporary STACK_DIR (it is kept anyway on failure)
+//   E2E_ONLY=<regexp>                 only the e2e spec files whose path matches (dev aid)
+//   E2E_SKIP_FAULTS=1                 skip the fault suite (dev aid)
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -61,7 +63,7 @@ function jest(args, env, label) {
           totals.failed += result.numFailedTests;
           totals.skipped += result.numPendingTests + (result.numTodoTests ?? 0);
           counted = true;
-          if (result.numTotalTests === 0) failures.push(`${label}: no test ran`);
+          if (result.numTotalTests === 0 && !process.env.E2E_ONLY) failures.push(`${label}: no test ran`);
         } catch {
           /* counted below */
         }
@@ -79,7 +81,14 @@ function processesOf(stackDir) {
 
 async function portsInUse() {
   const { canConnect } = await import('./stack/util.mjs');
-  const ports = [Number(E2E_ENV.PORT), Number(E2E_ENV.REDIS_PORT), Number(E2E_ENV.KAFKA_PORT), Number(E2E_ENV.KAFKA_PORT) + 1, Number(E2E_ENV.PG_BASE_PORT), Number(E2E_ENV.SERVICES_BASE_PORT)];
+  const ports = [
+    Number(E2E_ENV.PORT),
+    Number(E2E_ENV.REDIS_PORT),
+    Number(E2E_ENV.KAFKA_PORT),
+    Number(E2E_ENV.KAFKA_PORT) + 1,
+    Number(E2E_ENV.PG_BASE_PORT),
+    Number(E2E_ENV.SERVICES_BASE_PORT),
+  ];
   const busy = [];
   for (const port of ports) if (await canConnect('127.0.0.1', port, 500)) busy.push(port);
   return busy;
@@ -131,17 +140,26 @@ async function runE2e() {
     if (process.env.STACK_SKIP_SERVICES && process.env.STACK_SKIP_SERVICES !== '0') {
       say('STACK_SKIP_SERVICES is set: running the infrastructure suite only');
       args.push('--testPathPatterns', 'stack\\.e2e-spec');
+    } else if (process.env.E2E_ONLY) {
+      args.push('--testPathPatterns', process.env.E2E_ONLY, '--passWithNoTests');
     }
     const e2eEnv = { ...process.env, E2E_BASE_URL: `http://127.0.0.1:${E2E_ENV.PORT}`, E2E_STACK_DIR: stackDir, E2E_ADMIN_TOKEN: adminToken };
     if (!faultsOnly) ok = await jest(args, e2eEnv, 'e2e');
     // The fault suite changes the topology (failovers, switchover): it runs last, on the same stack.
-    if (!process.env.STACK_SKIP_SERVICES || process.env.STACK_SKIP_SERVICES === '0') {
-      const faultsOk = await jest(['--config', 'apps/system-e2e/jest.config.ts', '--runInBand', '--forceExit', '--testMatch', '**/*.faults-spec.ts'], e2eEnv, 'faults');
+    const skipFaults = (process.env.STACK_SKIP_SERVICES && process.env.STACK_SKIP_SERVICES !== '0') || process.env.E2E_SKIP_FAULTS === '1';
+    if (!skipFaults) {
+      const faultArgs = ['--config', 'apps/system-e2e/jest.config.ts', '--runInBand', '--forceExit', '--testMatch', '**/*.faults-spec.ts'];
+      if (process.env.E2E_ONLY) faultArgs.push('--testPathPatterns', process.env.E2E_ONLY, '--passWithNoTests');
+      const faultsOk = await jest(faultArgs, e2eEnv, 'faults');
       ok = ok && faultsOk;
     }
   } else {
     ok = false;
-    failures.push(outcome.timeout ? `e2e: the stack was not ready within ${READY_TIMEOUT_MS / 1000} s` : `e2e: the launcher exited before ready (${JSON.stringify(outcome.exit)})`);
+    failures.push(
+      outcome.timeout
+        ? `e2e: the stack was not ready within ${READY_TIMEOUT_MS / 1000} s`
+        : `e2e: the launcher exited before ready (${JSON.stringify(outcome.exit)})`,
+    );
   }
 
   // stop it and check that nothing of it is left

@@ -50,8 +50,7 @@ listen((req, res) => {
         values: [code, body.url, TOKEN_HASH],
       })
       .then(
-        () =>
-          res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ code })),
+        () => res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ code })),
         () => res.writeHead(503).end(),
       );
   });

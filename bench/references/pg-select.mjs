@@ -28,13 +28,11 @@ listen((req, res) => {
   const shard = shardOf(code);
   const pools = replicas[shard];
   const pool = pools[next[shard]++ % pools.length];
-  pool
-    .query({ name: 'ref-select', text: 'SELECT url FROM urls WHERE code = $1', values: [code] })
-    .then(
-      ({ rows }) => {
-        if (rows.length === 0) res.writeHead(404).end();
-        else res.writeHead(302, { location: rows[0].url }).end();
-      },
-      () => res.writeHead(503).end(),
-    );
+  pool.query({ name: 'ref-select', text: 'SELECT url FROM urls WHERE code = $1', values: [code] }).then(
+    ({ rows }) => {
+      if (rows.length === 0) res.writeHead(404).end();
+      else res.writeHead(302, { location: rows[0].url }).end();
+    },
+    () => res.writeHead(503).end(),
+  );
 });

@@ -43,7 +43,7 @@ async function nodeState(node, pw) {
     if (!standby) {
       const reps = (
         await client.query(
-          "SELECT application_name, state, sync_state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint AS lag FROM pg_stat_replication ORDER BY application_name",
+          'SELECT application_name, state, sync_state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint AS lag FROM pg_stat_replication ORDER BY application_name',
         )
       ).rows;
       const sync = (await client.query('SHOW synchronous_standby_names')).rows[0].synchronous_standby_names;
@@ -54,7 +54,10 @@ async function nodeState(node, pw) {
     }
     const wr = (await client.query('SELECT status, sender_port FROM pg_stat_wal_receiver')).rows[0];
     const lag = (await client.query('SELECT EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float AS s')).rows[0].s;
-    return { role: 'replica', detail: wr ? `receiver ${wr.status} from port ${wr.sender_port}, last replay ${lag === null ? 'n/a' : `${lag.toFixed(1)} s ago`}` : 'no WAL receiver' };
+    return {
+      role: 'replica',
+      detail: wr ? `receiver ${wr.status} from port ${wr.sender_port}, last replay ${lag === null ? 'n/a' : `${lag.toFixed(1)} s ago`}` : 'no WAL receiver',
+    };
   } catch (error) {
     return { role: 'down', detail: error.message };
   } finally {
@@ -66,7 +69,9 @@ async function status() {
   const inventory = inventoryOrExit();
   const pw = password();
   const launcher = existsSync(p.launcherLock) ? Number(readFileSync(p.launcherLock, 'utf8').trim()) : undefined;
-  console.log(`stack ${stackDir}  launcher: ${launcher && isAlive(launcher) ? `running (pid ${launcher})` : 'not running'}  mode: ${inventory.replicationMode}`);
+  console.log(
+    `stack ${stackDir}  launcher: ${launcher && isAlive(launcher) ? `running (pid ${launcher})` : 'not running'}  mode: ${inventory.replicationMode}`,
+  );
   for (const shard of inventory.shards) {
     console.log(`shard ${shard.id}`);
     const states = await Promise.all(shard.nodes.map((node) => nodeState(node, pw)));
@@ -143,10 +148,14 @@ function psql(nodeName) {
     console.error(`unknown node "${nodeName}"; nodes: ${inventory.shards.flatMap((s) => s.nodes.map((n) => n.name)).join(' ')}`);
     process.exit(2);
   }
-  const result = spawnSync(join(inventory.postgres.binDir, 'psql'), ['-h', node.host, '-p', String(node.port), '-U', 'postgres', '-d', rest[1] || 'shortener'], {
-    stdio: 'inherit',
-    env: { ...process.env, PGPASSWORD: password() },
-  });
+  const result = spawnSync(
+    join(inventory.postgres.binDir, 'psql'),
+    ['-h', node.host, '-p', String(node.port), '-U', 'postgres', '-d', rest[1] || 'shortener'],
+    {
+      stdio: 'inherit',
+      env: { ...process.env, PGPASSWORD: password() },
+    },
+  );
   process.exit(result.status ?? 1);
 }
 

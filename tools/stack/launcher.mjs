@@ -46,7 +46,12 @@ export async function launch(env = process.env) {
     const shards = previous.shards.length;
     const replicas = previous.shards[0].nodes.length - 1;
     if ((env.SHARDS && Number(env.SHARDS) !== shards) || (env.REPLICAS && Number(env.REPLICAS) !== replicas)) {
-      log('warn', `existing stack in ${config.stackDir} has SHARDS=${shards} REPLICAS=${replicas}; using those (remove the directory for a new stack)`, {}, { important: true });
+      log(
+        'warn',
+        `existing stack in ${config.stackDir} has SHARDS=${shards} REPLICAS=${replicas}; using those (remove the directory for a new stack)`,
+        {},
+        { important: true },
+      );
     }
     if (env.REPLICATION_MODE && env.REPLICATION_MODE !== previous.replicationMode) {
       log('warn', `existing stack was created with REPLICATION_MODE=${previous.replicationMode}; using that`, {}, { important: true });
@@ -72,11 +77,7 @@ export async function launch(env = process.env) {
     state.build?.kill('SIGTERM');
     state.migrate?.kill('SIGTERM');
     await Promise.race([state.pgStarting.catch(() => undefined), sleep(150_000)]);
-    await Promise.all([
-      state.processes.kafka?.stop(),
-      state.processes.redis?.stop(),
-      pgCluster.stopAll(),
-    ]);
+    await Promise.all([state.processes.kafka?.stop(), state.processes.redis?.stop(), pgCluster.stopAll()]);
     const left = processesOfStack(config.stackDir);
     if (left.length > 0) {
       log('warn', 'processes of the stack still running after stop; killing them', { left });
@@ -203,7 +204,9 @@ async function checkPortsFree(inventory, pgCluster, config) {
     }),
   );
   if (busy.length > 0) {
-    throw new Error(`ports already in use: ${busy.sort().join(', ')}; another stack may be running there (choose other ports with PORT, PG_BASE_PORT, REDIS_PORT, KAFKA_PORT, SERVICES_BASE_PORT)`);
+    throw new Error(
+      `ports already in use: ${busy.sort().join(', ')}; another stack may be running there (choose other ports with PORT, PG_BASE_PORT, REDIS_PORT, KAFKA_PORT, SERVICES_BASE_PORT)`,
+    );
   }
 }
 
@@ -339,7 +342,11 @@ async function runMigrations(state, p, env) {
   const t = Date.now();
   const out = openAppend(join(p.logs, 'migrate.log'));
   const code = await new Promise((resolveRun) => {
-    const child = spawn(process.execPath, [cli], { cwd: REPO_ROOT, stdio: ['ignore', out, out], env: { ...process.env, ...env, SHORTENER_STACK_DIR: p.stackDir } });
+    const child = spawn(process.execPath, [cli], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', out, out],
+      env: { ...process.env, ...env, SHORTENER_STACK_DIR: p.stackDir },
+    });
     closeSync(out);
     state.migrate = child;
     child.on('exit', (c) => resolveRun(c ?? 1));

@@ -62,12 +62,7 @@ export class Supervised {
     if (ranMs > 60_000) this.restarts = 0;
     const delayMs = Math.min(30_000, 500 * 2 ** this.restarts);
     this.restarts += 1;
-    log(
-      'error',
-      'process exited unexpectedly',
-      { process: this.name, code, signal, ranMs, restartInMs: delayMs, logFile: this.logFile },
-      { important: true },
-    );
+    log('error', 'process exited unexpectedly', { process: this.name, code, signal, ranMs, restartInMs: delayMs, logFile: this.logFile }, { important: true });
     if (!this.restart) return;
     await sleep(delayMs);
     while (existsSync(this.holdFile) && !this.stopping) await sleep(500);

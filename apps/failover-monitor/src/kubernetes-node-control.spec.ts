@@ -57,9 +57,7 @@ describe('Kubernetes node control', () => {
 
   it('fences a node by deleting its pod at once, with the service account token', async () => {
     await control.fence('s0n0');
-    expect(seen).toEqual([
-      { method: 'DELETE', url: '/api/v1/namespaces/shortener/pods/pg-s0-0?gracePeriodSeconds=0', authorization: 'Bearer token-1' },
-    ]);
+    expect(seen).toEqual([{ method: 'DELETE', url: '/api/v1/namespaces/shortener/pods/pg-s0-0?gracePeriodSeconds=0', authorization: 'Bearer token-1' }]);
     expect(await control.isRunning('s0n0')).toBe(false);
   });
 

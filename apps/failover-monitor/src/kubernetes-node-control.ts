@@ -85,10 +85,7 @@ export class KubernetesNodeControl implements NodeControl {
   }
 
   private async deletePod(node: string, graceSeconds: number): Promise<void> {
-    const response = await this.call(
-      'DELETE',
-      `/api/v1/namespaces/${this.namespace}/pods/${this.pod(node)}?gracePeriodSeconds=${graceSeconds}`,
-    );
+    const response = await this.call('DELETE', `/api/v1/namespaces/${this.namespace}/pods/${this.pod(node)}?gracePeriodSeconds=${graceSeconds}`);
     // 404: the pod is already gone, which is what a delete wants.
     if ((response.status < 200 || response.status > 299) && response.status !== 404) {
       throw new Error(`deleting pod of ${node}: HTTP ${response.status}`);

@@ -25,8 +25,7 @@ export class MonitorModule {
         { provide: MONITOR_CONFIG, useValue: config },
         {
           provide: KAFKA,
-          useFactory: () =>
-            createKafka(config.KAFKA_BROKERS, `failover-monitor-${config.MONITOR_ID}`, (level, msg, extra) => log[level](extra, msg)),
+          useFactory: () => createKafka(config.KAFKA_BROKERS, `failover-monitor-${config.MONITOR_ID}`, (level, msg, extra) => log[level](extra, msg)),
         },
         {
           provide: CLUSTER_VIEW,

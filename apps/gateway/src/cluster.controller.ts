@@ -20,11 +20,7 @@ export interface ClusterNodeView {
   lagSeconds: number | null;
 }
 
-export function clusterDocument(
-  topology: Topology,
-  health: NodeHealth[],
-  config: Pick<GatewayEnvironment, 'REDIS_URL' | 'KAFKA_BROKERS'>,
-) {
+export function clusterDocument(topology: Topology, health: NodeHealth[], config: Pick<GatewayEnvironment, 'REDIS_URL' | 'KAFKA_BROKERS'>) {
   const healthByName = new Map(health.map((node) => [node.name, node]));
   const view = (name: string, role: 'primary' | 'replica'): ClusterNodeView => {
     const address = topology.nodes.find((node) => node.name === name)!;

@@ -10,16 +10,7 @@ import type { Kafka } from '@shortener/events';
 import pino from 'pino';
 import { AdminGuard, ManageAuthGuard } from './auth';
 import { ClusterController } from './cluster.controller';
-import {
-  CLICK_BATCHER,
-  EVENT_PRODUCER,
-  GATEWAY_CONFIG,
-  KAFKA,
-  LINK_CACHE,
-  READER_POOL,
-  TOPOLOGY_FOLLOWER,
-  WRITER_CHANNEL,
-} from './gateway.constants';
+import { CLICK_BATCHER, EVENT_PRODUCER, GATEWAY_CONFIG, KAFKA, LINK_CACHE, READER_POOL, TOPOLOGY_FOLLOWER, WRITER_CHANNEL } from './gateway.constants';
 import { GatewayLifecycle } from './gateway.lifecycle';
 import { ProblemFilter } from './problem.filter';
 import { ReaderPool, RpcChannel } from './rpc-channel';
@@ -55,9 +46,7 @@ export class GatewayModule {
     const log = pino({ level: config.LOG_LEVEL, base: { service: 'gateway', pid: process.pid } });
     return {
       module: GatewayModule,
-      imports: [
-        ObservabilityModule.forService({ service: 'gateway', logLevel: config.LOG_LEVEL }),
-      ],
+      imports: [ObservabilityModule.forService({ service: 'gateway', logLevel: config.LOG_LEVEL })],
       controllers: [UrlsController, ClusterController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: config },
@@ -73,8 +62,7 @@ export class GatewayModule {
           inject: [EVENT_PRODUCER],
           // Flushing once a second sums a popular code's clicks into one event and one
           // row update, and keeps counts within the contract's 5 s.
-          useFactory: (producer: EventProducer) =>
-            new ClickBatcher(producer, 1000, 100_000, (error) => log.warn({ err: error.message }, 'click flush failed')),
+          useFactory: (producer: EventProducer) => new ClickBatcher(producer, 1000, 100_000, (error) => log.warn({ err: error.message }, 'click flush failed')),
         },
         {
           provide: TOPOLOGY_FOLLOWER,

@@ -23,10 +23,7 @@ export class ProblemFilter implements ExceptionFilter {
     if (error instanceof HttpException) {
       const status = error.getStatus();
       const response = error.getResponse();
-      const detail =
-        typeof response === 'object' && response && 'message' in response
-          ? [response.message].flat().join('; ')
-          : error.message;
+      const detail = typeof response === 'object' && response && 'message' in response ? [response.message].flat().join('; ') : error.message;
       sendProblem(reply, problemOfStatus(status, String(detail)));
       return;
     }

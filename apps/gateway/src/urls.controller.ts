@@ -1,19 +1,6 @@
 import { Body, Controller, Delete, Get, Headers, HttpCode, Inject, Param, Patch, Post, Req, Res, UseGuards } from '@nestjs/common';
-import {
-  ApiBearerAuth,
-  ApiBody,
-  ApiConsumes,
-  ApiHeader,
-  ApiOperation,
-  ApiResponse,
-  ApiTags,
-} from '@nestjs/swagger';
-import {
-  DomainError,
-  RpcPatterns,
-  type LinkCreated,
-  type LinkDetails,
-} from '@shortener/contracts';
+import { ApiBearerAuth, ApiBody, ApiConsumes, ApiHeader, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { DomainError, RpcPatterns, type LinkCreated, type LinkDetails } from '@shortener/contracts';
 import type { GatewayEnvironment } from '@shortener/config';
 import { couldBeCode } from '@shortener/links';
 import type { FastifyReply, FastifyRequest } from 'fastify';

@@ -51,9 +51,7 @@ export class NodeHealthMonitor {
 
   /** True when at least one node of every shard answered its last probe. */
   everyShardReachable(): boolean {
-    return this.cluster.topology.shards.every((shard) =>
-      [shard.primary, ...shard.replicas].some((name) => (this.observations.get(name)?.failures ?? 1) === 0),
-    );
+    return this.cluster.topology.shards.every((shard) => [shard.primary, ...shard.replicas].some((name) => (this.observations.get(name)?.failures ?? 1) === 0));
   }
 
   report(): NodeHealth[] {

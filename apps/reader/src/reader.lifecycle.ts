@@ -28,9 +28,7 @@ export class ReaderLifecycle implements OnApplicationBootstrap, OnApplicationShu
   onApplicationBootstrap(): void {
     this.cluster.start();
     this.health.start();
-    this.warmer = new CacheWarmer(this.kafka, this.cache, (error) =>
-      this.logger.warn({ err: error.message }, 'cache warmer error'),
-    );
+    this.warmer = new CacheWarmer(this.kafka, this.cache, (error) => this.logger.warn({ err: error.message }, 'cache warmer error'));
     // Never rejects: the consumer retries on its own while Kafka is away.
     void this.warmer.start();
     this.readiness.add('topology', async () => this.cluster.hasPublishedTopology);

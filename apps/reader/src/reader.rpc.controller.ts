@@ -1,13 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import {
-  DomainError,
-  RpcPatterns,
-  type LinkDetails,
-  type NodeHealth,
-  type Resolution,
-  type RpcResult,
-} from '@shortener/contracts';
+import { DomainError, RpcPatterns, type LinkDetails, type NodeHealth, type Resolution, type RpcResult } from '@shortener/contracts';
 import { PinoLogger } from 'nestjs-pino';
 import { LinkReader } from './link-reader';
 import { NodeHealthMonitor } from './node-health.monitor';

@@ -7,17 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { Client } from 'pg';
 import { allNodes, eventually, redisClient, stackFromEnv, withNode, type StackNode } from './support';
 import { readTopicUntil } from './support/faults';
-import {
-  expectProblem,
-  gateway,
-  request,
-  sleep,
-  slotOfCode,
-  uniqueAlias,
-  uniqueTarget,
-  type ClusterDocument,
-  type CreatedLink,
-} from './support/http';
+import { expectProblem, gateway, request, sleep, slotOfCode, uniqueAlias, uniqueTarget, type ClusterDocument, type CreatedLink } from './support/http';
 
 const stack = stackFromEnv();
 const { inventory } = stack;
@@ -47,7 +37,11 @@ async function codesPerNode(codes: string[]): Promise<Map<string, Set<string>>> 
   const result = new Map<string, Set<string>>();
   await Promise.all(
     allNodes(stack).map(async (node) => {
-      const rows = await withNode(stack, node, async (db) => (await db.query<{ code: string }>('SELECT code FROM urls WHERE code = ANY($1::text[])', [codes])).rows);
+      const rows = await withNode(
+        stack,
+        node,
+        async (db) => (await db.query<{ code: string }>('SELECT code FROM urls WHERE code = ANY($1::text[])', [codes])).rows,
+      );
       result.set(node.name, new Set(rows.map((row) => row.code)));
     }),
   );
@@ -381,7 +375,12 @@ describe('bad input on create', () => {
   it('created nothing for any rejected request', async () => {
     // A marker URL sent with a broken field never becomes a row anywhere.
     const url = uniqueTarget('rejected');
-    for (const body of [{ url, redirectType: 303 }, { url, alias: 'api' }, { url, extra: true }, { url, expiresAt: 'x' }]) {
+    for (const body of [
+      { url, redirectType: 303 },
+      { url, alias: 'api' },
+      { url, extra: true },
+      { url, expiresAt: 'x' },
+    ]) {
       expect((await gw.create(body)).status).toBe(400);
     }
     expect(await countOnPrimaries('SELECT count(*) AS n FROM urls WHERE url = $1', [url])).toBe(0);
@@ -515,7 +514,10 @@ describe('PATCH and DELETE /api/urls/{code}', () => {
     expectProblem(noAuth, 401);
     expectProblem(await gw.patch(link.code, { url: uniqueTarget() }, 'not-the-token'), 403);
     expectProblem(await gw.patch(link.code, { url: uniqueTarget() }, other.manageToken), 403);
-    expectProblem(await gw.call(`/api/urls/${link.code}`, { method: 'PATCH', body: { url: uniqueTarget() }, headers: { authorization: `Basic ${link.manageToken}` } }), 403);
+    expectProblem(
+      await gw.call(`/api/urls/${link.code}`, { method: 'PATCH', body: { url: uniqueTarget() }, headers: { authorization: `Basic ${link.manageToken}` } }),
+      403,
+    );
     expectProblem(await gw.remove(link.code), 401);
     expectProblem(await gw.remove(link.code, 'not-the-token'), 403);
     expectProblem(await gw.remove(link.code, other.manageToken), 403);
@@ -584,7 +586,10 @@ describe('PATCH and DELETE /api/urls/{code}', () => {
     ] as const) {
       const answer = await gw.patch(link.code, body, link.manageToken);
       expectProblem(answer, 400);
-      expect({ body, fields: (answer.json as { errors?: { field: string }[] }).errors?.map((error) => error.field) }).toEqual({ body, fields: expect.arrayContaining([field]) });
+      expect({ body, fields: (answer.json as { errors?: { field: string }[] }).errors?.map((error) => error.field) }).toEqual({
+        body,
+        fields: expect.arrayContaining([field]),
+      });
     }
     expectProblem(await patchRaw('{"url": '), 400);
     expectProblem(await patchRaw(JSON.stringify({ url: uniqueTarget() }), 'text/plain'), 415);
@@ -710,9 +715,11 @@ describe('click counts', () => {
   it('counts redirects of many links at once', async () => {
     const links = await Promise.all(Array.from({ length: 5 }, () => createOk()));
     const counts = links.map((_, i) => i + 1);
-    await Promise.all(links.map(async (link, i) => {
-      for (let j = 0; j < counts[i]; j++) await expectRedirect(link.code, link.url);
-    }));
+    await Promise.all(
+      links.map(async (link, i) => {
+        for (let j = 0; j < counts[i]; j++) await expectRedirect(link.code, link.url);
+      }),
+    );
     await eventually(
       async () => {
         const seen = await Promise.all(links.map(async (link) => (await gw.details(link.code)).json.clicks));
@@ -741,7 +748,9 @@ describe('events (url.events)', () => {
     for (const message of messages) {
       expect(message.key).toBe(link.code);
       expect(typeof message.value).toBe('object');
-      expect(message.value).toEqual(expect.objectContaining({ type: expect.any(String), code: link.code, version: expect.any(Number), at: expect.any(String) }));
+      expect(message.value).toEqual(
+        expect.objectContaining({ type: expect.any(String), code: link.code, version: expect.any(Number), at: expect.any(String) }),
+      );
       expect(Number.isNaN(Date.parse(message.value.at))).toBe(false);
     }
     const order = [...messages].sort((a, b) => Number(BigInt(a.offset) - BigInt(b.offset))).map((m) => m.value.type);
@@ -811,7 +820,14 @@ describe('admin API', () => {
     expect(Array.isArray(cluster.failovers)).toBe(true);
     for (const failover of cluster.failovers) {
       expect(failover).toEqual(
-        expect.objectContaining({ shard: expect.any(Number), at: expect.any(String), from: expect.any(String), to: expect.any(String), reason: expect.any(String), durationMs: expect.any(Number) }),
+        expect.objectContaining({
+          shard: expect.any(Number),
+          at: expect.any(String),
+          from: expect.any(String),
+          to: expect.any(String),
+          reason: expect.any(String),
+          durationMs: expect.any(Number),
+        }),
       );
     }
     expect(cluster.redis).toEqual({ host: inventory.redis.host, port: inventory.redis.port });

@@ -190,9 +190,7 @@ async function expectAllStreaming(shard: number, timeoutMs = 90_000): Promise<vo
       const members = doc.shards[shard];
       const primary = nodeByName(members.primary.name);
       const streaming = await withNode(stack, primary, async (db) => {
-        const { rows } = await db.query<{ application_name: string; state: string }>(
-          'SELECT application_name, state FROM pg_stat_replication',
-        );
+        const { rows } = await db.query<{ application_name: string; state: string }>('SELECT application_name, state FROM pg_stat_replication');
         return rows.filter((row) => row.state === 'streaming').map((row) => row.application_name);
       });
       for (const replica of members.replicas) {
@@ -261,7 +259,10 @@ describe('faults (CONTRACT.md section 5)', () => {
     const { load, recoveryMs, before, after, oldPrimary } = await failoverUnderLoad(1, async (primary) => {
       process.kill(postmasterPid(primary), 'SIGKILL');
     });
-    const lost = await missingOnPrimary(1, load.acknowledged.map((ack) => ack.code));
+    const lost = await missingOnPrimary(
+      1,
+      load.acknowledged.map((ack) => ack.code),
+    );
     measured.killPrimary = {
       replicationMode: after.replicationMode,
       recoveryMs,
@@ -289,7 +290,10 @@ describe('faults (CONTRACT.md section 5)', () => {
       signalAll(frozen, 'SIGSTOP');
     });
     signalAll(frozen, 'SIGCONT');
-    const lost = await missingOnPrimary(2, load.acknowledged.map((ack) => ack.code));
+    const lost = await missingOnPrimary(
+      2,
+      load.acknowledged.map((ack) => ack.code),
+    );
     measured.freezePrimary = {
       replicationMode: after.replicationMode,
       recoveryMs,
@@ -303,9 +307,7 @@ describe('faults (CONTRACT.md section 5)', () => {
     await expectAllStreaming(2);
     // The thawed node is a standby: a write on it fails.
     await withNode(stack, nodeByName(oldPrimary), async (db) => {
-      await expect(db.query("INSERT INTO urls (code, url, manage_token_hash) VALUES ('fenced-probe', 'https://x', '\\x00')")).rejects.toThrow(
-        /read-only/,
-      );
+      await expect(db.query("INSERT INTO urls (code, url, manage_token_hash) VALUES ('fenced-probe', 'https://x', '\\x00')")).rejects.toThrow(/read-only/);
     });
     expect(after.shards[2].replicas.map((replica) => replica.name)).toContain(oldPrimary);
   });
@@ -319,12 +321,15 @@ describe('faults (CONTRACT.md section 5)', () => {
     const load = new Load(doc, shard, existing);
     const killedAt = Date.now();
     process.kill(postmasterPid(replica), 'SIGKILL');
-    const leftAfter = await eventually(async () => {
-      const now = await cluster();
-      const seen = now.shards[shard].replicas.find((candidate) => candidate.name === replica);
-      if (seen?.healthy !== false) throw new Error('still healthy');
-      return Date.now() - killedAt;
-    }, { timeoutMs: 15_000, intervalMs: 200 });
+    const leftAfter = await eventually(
+      async () => {
+        const now = await cluster();
+        const seen = now.shards[shard].replicas.find((candidate) => candidate.name === replica);
+        if (seen?.healthy !== false) throw new Error('still healthy');
+        return Date.now() - killedAt;
+      },
+      { timeoutMs: 15_000, intervalMs: 200 },
+    );
     await new Promise((resolve) => setTimeout(resolve, 2000));
     await load.stop();
     measured.killReplica = { leftReadPoolAfterMs: leftAfter, redirects: load.redirects, failedRedirects: load.redirectFailures.length };
@@ -344,20 +349,24 @@ describe('faults (CONTRACT.md section 5)', () => {
     process.kill(pid, 'SIGKILL');
     const killedAt = Date.now();
     try {
-      const takeoverMs = await eventually(async () => {
-        if (!(await monitorLeading(1 - leader))) throw new Error('no new leader yet');
-        return Date.now() - killedAt;
-      }, { timeoutMs: 30_000, intervalMs: 250 });
+      const takeoverMs = await eventually(
+        async () => {
+          if (!(await monitorLeading(1 - leader))) throw new Error('no new leader yet');
+          return Date.now() - killedAt;
+        },
+        { timeoutMs: 30_000, intervalMs: 250 },
+      );
       const { load, recoveryMs, before, after } = await failoverUnderLoad(0, async (primary) => {
         process.kill(postmasterPid(primary), 'SIGKILL');
       });
-      const lost = await missingOnPrimary(0, load.acknowledged.map((ack) => ack.code));
+      const lost = await missingOnPrimary(
+        0,
+        load.acknowledged.map((ack) => ack.code),
+      );
       measured.killLeader = { takeoverMs, recoveryMs, acknowledged: load.acknowledged.length, lost: lost.length };
       if (after.replicationMode === 'quorum') expect(lost).toEqual([]);
       expect(takeoverMs).toBeLessThanOrEqual(10_000);
-      expect(after.failovers.filter((failover) => failover.shard === 0).length).toBe(
-        before.failovers.filter((failover) => failover.shard === 0).length + 1,
-      );
+      expect(after.failovers.filter((failover) => failover.shard === 0).length).toBe(before.failovers.filter((failover) => failover.shard === 0).length + 1);
       expect(after.epoch).toBe(before.epoch + 1);
       await expectAllStreaming(0);
     } finally {
@@ -386,7 +395,12 @@ describe('faults (CONTRACT.md section 5)', () => {
     expect(after.epoch).toBeGreaterThan(before.epoch);
     expect(after.shards[shard].primary.name).not.toBe(before.shards[shard].primary.name);
     expect(load.redirectFailures).toEqual([]);
-    expect(await missingOnPrimary(shard, load.acknowledged.map((ack) => ack.code))).toEqual([]);
+    expect(
+      await missingOnPrimary(
+        shard,
+        load.acknowledged.map((ack) => ack.code),
+      ),
+    ).toEqual([]);
     expect(longestPause).toBeLessThanOrEqual(5_000);
     await expectAllStreaming(shard);
   });

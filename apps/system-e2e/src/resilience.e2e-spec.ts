@@ -121,7 +121,10 @@ describe('Redis down', () => {
     await redisAnswers(stack, 60_000);
     // `toUpdate` was cached (302, old url) before Redis went down and changed while it was down.
     const first = await gw.redirect(toUpdate.code);
-    expect({ status: first.status, location: first.headers.get('location') }).toEqual({ status: 308, location: expect.stringContaining('updated-without-redis') });
+    expect({ status: first.status, location: first.headers.get('location') }).toEqual({
+      status: 308,
+      location: expect.stringContaining('updated-without-redis'),
+    });
     await expectRedirect(cached.code, cached.url);
     const link = await createOk();
     await expectRedirect(link.code, link.url);
@@ -176,7 +179,14 @@ describe('Kafka down', () => {
       messages.some((m) => m.key === whileDown.deleted!.code && m.value?.type === 'url.deleted');
     const messages = await readTopicUntil(stack, 'url.events', codes, want, 90_000);
     for (const message of messages) {
-      expect(message.value).toEqual(expect.objectContaining({ code: message.key, type: expect.stringMatching(/^url\.(created|updated|deleted)$/), version: expect.any(Number), at: expect.any(String) }));
+      expect(message.value).toEqual(
+        expect.objectContaining({
+          code: message.key,
+          type: expect.stringMatching(/^url\.(created|updated|deleted)$/),
+          version: expect.any(Number),
+          at: expect.any(String),
+        }),
+      );
     }
     // Each event once (the outbox relays every row exactly once in the normal case).
     const created = messages.filter((m) => m.value?.type === 'url.created');

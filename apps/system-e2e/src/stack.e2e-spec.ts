@@ -13,7 +13,13 @@ const { inventory } = stack;
 function parseStandbyNames(value: string): { count: number; names: string[] } | null {
   const match = /^ANY\s+(\d+)\s*\((.*)\)$/i.exec(value.trim());
   if (!match) return null;
-  return { count: Number(match[1]), names: match[2].split(',').map((name) => name.trim().replace(/^"|"$/g, '')).sort() };
+  return {
+    count: Number(match[1]),
+    names: match[2]
+      .split(',')
+      .map((name) => name.trim().replace(/^"|"$/g, ''))
+      .sort(),
+  };
 }
 
 describe('stack directory', () => {
@@ -45,7 +51,13 @@ describe('PostgreSQL', () => {
         const { rows } = await db.query(
           "SELECT current_setting('listen_addresses') AS listen, host(inet_server_addr()) AS addr, current_database() AS db, current_setting('server_version_num')::int AS version",
         );
-        expect({ node: node.name, ...rows[0] }).toEqual({ node: node.name, listen: '127.0.0.1', addr: '127.0.0.1', db: 'shortener', version: expect.any(Number) });
+        expect({ node: node.name, ...rows[0] }).toEqual({
+          node: node.name,
+          listen: '127.0.0.1',
+          addr: '127.0.0.1',
+          db: 'shortener',
+          version: expect.any(Number),
+        });
         expect(Math.floor(rows[0].version / 10000)).toBe(15);
       });
     }
@@ -63,7 +75,10 @@ describe('PostgreSQL', () => {
     it('has one primary, not in recovery, and its replicas in recovery', async () => {
       expect(await withNode(stack, primary, async (db) => (await db.query('SELECT pg_is_in_recovery() AS r')).rows[0].r)).toBe(false);
       for (const replica of replicas) {
-        expect({ node: replica.name, inRecovery: await withNode(stack, replica, async (db) => (await db.query('SELECT pg_is_in_recovery() AS r')).rows[0].r) }).toEqual({
+        expect({
+          node: replica.name,
+          inRecovery: await withNode(stack, replica, async (db) => (await db.query('SELECT pg_is_in_recovery() AS r')).rows[0].r),
+        }).toEqual({
           node: replica.name,
           inRecovery: true,
         });
@@ -78,7 +93,8 @@ describe('PostgreSQL', () => {
               'SELECT application_name, state, sync_state FROM pg_stat_replication ORDER BY application_name',
             );
             const streaming = result.rows.filter((row) => row.state === 'streaming');
-            if (streaming.length < replicas.length) throw new Error(`only ${streaming.length} of ${replicas.length} replicas streaming: ${JSON.stringify(result.rows)}`);
+            if (streaming.length < replicas.length)
+              throw new Error(`only ${streaming.length} of ${replicas.length} replicas streaming: ${JSON.stringify(result.rows)}`);
             return result.rows;
           }),
         { timeoutMs: 20_000, intervalMs: 500 },
@@ -88,7 +104,11 @@ describe('PostgreSQL', () => {
         expect({ replica: replica.name, state: row?.state }).toEqual({ replica: replica.name, state: 'streaming' });
         expect(row?.sync_state).toBe(inventory.replicationMode === 'quorum' ? 'quorum' : 'async');
       }
-      const names = await withNode(stack, primary, async (db) => (await db.query('SHOW synchronous_standby_names')).rows[0].synchronous_standby_names as string);
+      const names = await withNode(
+        stack,
+        primary,
+        async (db) => (await db.query('SHOW synchronous_standby_names')).rows[0].synchronous_standby_names as string,
+      );
       if (inventory.replicationMode === 'quorum') {
         expect(parseStandbyNames(names)).toEqual({ count: 1, names: replicas.map((replica) => replica.name).sort() });
       } else {
@@ -97,7 +117,11 @@ describe('PostgreSQL', () => {
     });
 
     it('has a physical replication slot per replica on the primary (named after it)', async () => {
-      const slots = await withNode(stack, primary, async (db) => (await db.query("SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'")).rows);
+      const slots = await withNode(
+        stack,
+        primary,
+        async (db) => (await db.query("SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'")).rows,
+      );
       for (const replica of replicas) expect(slots).toContainEqual({ slot_name: replica.name, active: true });
     });
 
@@ -129,14 +153,24 @@ describe('PostgreSQL', () => {
     });
 
     it('has the migrations table on the primary and its replicas when migrations ran', async () => {
-      const migrated = await withNode(stack, primary, async (db) => (await db.query("SELECT to_regclass('public.schema_migrations') IS NOT NULL AS ok")).rows[0].ok as boolean);
+      const migrated = await withNode(
+        stack,
+        primary,
+        async (db) => (await db.query("SELECT to_regclass('public.schema_migrations') IS NOT NULL AS ok")).rows[0].ok as boolean,
+      );
       if (!inventory.migrations?.applied) return; // the launcher had nothing to migrate with (no build)
       expect(migrated).toBe(true);
-      const version = await withNode(stack, primary, async (db) => Number((await db.query('SELECT coalesce(max(version), 0) AS v FROM schema_migrations')).rows[0].v));
+      const version = await withNode(stack, primary, async (db) =>
+        Number((await db.query('SELECT coalesce(max(version), 0) AS v FROM schema_migrations')).rows[0].v),
+      );
       expect(version).toBeGreaterThan(0);
       for (const replica of replicas) {
         await eventually(() =>
-          withNode(stack, replica, async (db) => Number((await db.query('SELECT coalesce(max(version), 0) AS v FROM schema_migrations')).rows[0].v) === version),
+          withNode(
+            stack,
+            replica,
+            async (db) => Number((await db.query('SELECT coalesce(max(version), 0) AS v FROM schema_migrations')).rows[0].v) === version,
+          ),
         );
       }
     });

@@ -41,10 +41,7 @@ export function requestHashOf(command: CreateLinkCommand): Buffer {
     .digest();
 }
 
-export function eventFor(
-  type: UrlEvent['type'],
-  row: Pick<LinkRow, 'code' | 'url' | 'redirectType' | 'expiresAt' | 'version'>,
-): UrlEvent {
+export function eventFor(type: UrlEvent['type'], row: Pick<LinkRow, 'code' | 'url' | 'redirectType' | 'expiresAt' | 'version'>): UrlEvent {
   const at = new Date().toISOString();
   if (type === 'url.deleted') return { type, version: 1, code: row.code, at, link: { version: row.version } };
   return {
@@ -75,10 +72,10 @@ interface NewLinkWithEvent {
  */
 @Injectable()
 export class LinkStore {
-  private readonly inserts = new StatementBatcher<number, NewLinkWithEvent, LinkRow | null>(
-    (shard, items) => this.insertBatch(shard, items),
-    { maxBatch: 128, maxConcurrentPerKey: 2 },
-  );
+  private readonly inserts = new StatementBatcher<number, NewLinkWithEvent, LinkRow | null>((shard, items) => this.insertBatch(shard, items), {
+    maxBatch: 128,
+    maxConcurrentPerKey: 2,
+  });
 
   constructor(@Inject(CLUSTER_VIEW) private readonly cluster: ClusterView) {}
 

@@ -40,9 +40,7 @@ export class WriterLifecycle implements OnApplicationBootstrap, OnApplicationShu
     );
     this.relay.start();
     this.cacheAfterWrite.relay = this.relay;
-    this.clicks = new ClickCounter(this.kafka, this.cluster.pools, (error) =>
-      this.logger.warn({ err: error.message }, 'click counter error'),
-    );
+    this.clicks = new ClickCounter(this.kafka, this.cluster.pools, (error) => this.logger.warn({ err: error.message }, 'click counter error'));
     // Never rejects: the consumer retries on its own while Kafka is away.
     void this.clicks.start();
     this.purgeTimer = setInterval(() => void this.purgeIdempotencyKeys(), 3_600_000);

@@ -44,8 +44,7 @@ export class WriterModule {
                 serverSideTimeout: false,
                 applicationName: 'writer',
               },
-              onTopology: (topology, demoted) =>
-                log.info({ epoch: topology.epoch, demoted }, 'topology applied'),
+              onTopology: (topology, demoted) => log.info({ epoch: topology.epoch, demoted }, 'topology applied'),
               onError: (error) => log.warn({ err: error.message }, 'cluster view'),
             }),
         },

@@ -1,13 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  commandOf,
-  composeFile,
-  interpolate,
-  loadCompose,
-  validateCompose,
-  type ComposeDocument,
-} from './compose';
+import { commandOf, composeFile, interpolate, loadCompose, validateCompose, type ComposeDocument } from './compose';
 import { Topics } from '@shortener/contracts';
 import { clone, repoPath } from './files';
 
@@ -24,8 +17,7 @@ describe('docker/compose.yaml', () => {
 
   it('is rejected by the schema when broken', () => {
     const misspelt = clone(compose) as ComposeDocument;
-    (misspelt.services.writer as Record<string, unknown>).helthcheck =
-      misspelt.services.writer.healthcheck;
+    (misspelt.services.writer as Record<string, unknown>).helthcheck = misspelt.services.writer.healthcheck;
     expect(validateCompose(misspelt).join('\n')).toMatch(/helthcheck/);
 
     const badCondition = clone(compose) as ComposeDocument;
@@ -38,17 +30,13 @@ describe('docker/compose.yaml', () => {
   });
 
   it('only the gateway publishes a port', () => {
-    const publishing = services
-      .filter(([, service]) => (service.ports ?? []).length > 0)
-      .map(([name]) => name);
+    const publishing = services.filter(([, service]) => (service.ports ?? []).length > 0).map(([name]) => name);
     expect(publishing).toEqual(['gateway']);
   });
 
   it('depends_on names existing services with conditions they can meet', () => {
     for (const [name, service] of services) {
-      for (const [dependency, { condition }] of Object.entries(
-        (service.depends_on ?? {}) as Record<string, { condition: string }>,
-      )) {
+      for (const [dependency, { condition }] of Object.entries((service.depends_on ?? {}) as Record<string, { condition: string }>)) {
         const target = compose.services[dependency];
         expect({ name, dependency, exists: Boolean(target) }).toEqual({
           name,
@@ -60,8 +48,7 @@ describe('docker/compose.yaml', () => {
             dependency,
             healthcheck: true,
           });
-        if (condition === 'service_completed_successfully')
-          expect({ dependency, restart: target.restart }).toEqual({ dependency, restart: 'no' });
+        if (condition === 'service_completed_successfully') expect({ dependency, restart: target.restart }).toEqual({ dependency, restart: 'no' });
       }
     }
   });
@@ -69,9 +56,7 @@ describe('docker/compose.yaml', () => {
   it('gives every long-running service a health check and a restart policy', () => {
     for (const [name, service] of services) {
       if (service.restart === 'no') continue;
-      expect({ name, healthcheck: Boolean(service.healthcheck), restart: service.restart }).toEqual(
-        { name, healthcheck: true, restart: 'unless-stopped' },
-      );
+      expect({ name, healthcheck: Boolean(service.healthcheck), restart: service.restart }).toEqual({ name, healthcheck: true, restart: 'unless-stopped' });
     }
   });
 
@@ -103,10 +88,7 @@ describe('docker/compose.yaml', () => {
       expect(service.hostname).toBe(name);
       expect(service.entrypoint).toEqual(['bash', '/opt/shortener/node-entrypoint.sh']);
       expect(service.volumes).toEqual(
-        expect.arrayContaining([
-          './postgres/node-entrypoint.sh:/opt/shortener/node-entrypoint.sh:ro',
-          './postgres/initdb:/docker-entrypoint-initdb.d:ro',
-        ]),
+        expect.arrayContaining(['./postgres/node-entrypoint.sh:/opt/shortener/node-entrypoint.sh:ro', './postgres/initdb:/docker-entrypoint-initdb.d:ro']),
       );
       const index = Number(/n(\d+)$/.exec(name)![1]);
       if (index > 0)

@@ -82,15 +82,11 @@ export function composeEnvironment(service: ComposeService): Record<string, stri
     return Object.fromEntries(
       environment.map((entry) => {
         const separator = entry.indexOf('=');
-        return separator < 0
-          ? [entry, '']
-          : [entry.slice(0, separator), entry.slice(separator + 1)];
+        return separator < 0 ? [entry, ''] : [entry.slice(0, separator), entry.slice(separator + 1)];
       }),
     );
   }
-  return Object.fromEntries(
-    Object.entries(environment).map(([key, value]) => [key, value === null ? '' : String(value)]),
-  );
+  return Object.fromEntries(Object.entries(environment).map(([key, value]) => [key, value === null ? '' : String(value)]));
 }
 
 /**
@@ -98,10 +94,7 @@ export function composeEnvironment(service: ComposeService): Record<string, stri
  * `${VAR:-default}` / `${VAR-default}` take the default unless `variables` sets VAR,
  * `${VAR:?message}` / `${VAR?message}` must be set in `variables`, `$$` is a literal `$`.
  */
-export function interpolate(
-  value: string,
-  variables: Record<string, string>,
-): { value: string; missing: string[] } {
+export function interpolate(value: string, variables: Record<string, string>): { value: string; missing: string[] } {
   const missing: string[] = [];
   const result = value.replace(
     /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g,

@@ -3,15 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { commandOf, loadCompose } from './compose';
-import {
-  environmentOf,
-  execForm,
-  expandArgs,
-  instructions,
-  loadDockerfile,
-  parseDockerfile,
-  stageNamed,
-} from './dockerfile';
+import { environmentOf, execForm, expandArgs, instructions, loadDockerfile, parseDockerfile, stageNamed } from './dockerfile';
 import { mainScript, serviceEnvironments, serviceNames } from './environment';
 import { readRepoFile, repoPath } from './files';
 import { containersOf, renderKustomization } from './kustomize';
@@ -36,10 +28,7 @@ describe('docker/Dockerfile', () => {
     const runtime = stageNamed(dockerfile, 'runtime')!;
     expect(expandArgs(runtime.from, dockerfile.globalArgs)).toBe('node:20-bookworm-slim');
     expect(instructions(runtime, 'COPY').map((copy) => copy.value)).toEqual(
-      expect.arrayContaining([
-        '--from=builder /src/dist ./dist',
-        '--from=deps /app/node_modules ./node_modules',
-      ]),
+      expect.arrayContaining(['--from=builder /src/dist ./dist', '--from=deps /app/node_modules ./node_modules']),
     );
     expect(instructions(runtime, 'USER').pop()?.value).toBe('node');
   });
@@ -50,12 +39,9 @@ describe('docker/Dockerfile', () => {
       include: string[];
     };
     expect(build.compilerOptions.outDir).toBe('dist');
-    for (const service of serviceNames)
-      expect(build.include).toContain(`apps/${service}/src/**/*.ts`);
+    for (const service of serviceNames) expect(build.include).toContain(`apps/${service}/src/**/*.ts`);
     expect(build.include).toContain('libs/*/src/**/*.ts');
-    expect(JSON.parse(readRepoFile('package.json')).scripts.build).toMatch(
-      /tsc -p tsconfig\.build\.json && tsc-alias -p tsconfig\.build\.json/,
-    );
+    expect(JSON.parse(readRepoFile('package.json')).scripts.build).toMatch(/tsc -p tsconfig\.build\.json && tsc-alias -p tsconfig\.build\.json/);
   });
 
   it('every entry point the images run has its source (dist/X.js comes from X.ts)', () => {
@@ -65,27 +51,21 @@ describe('docker/Dockerfile', () => {
     }
   });
 
-  it.each(serviceNames)(
-    'has a stage for %s: entry point, health check on its HTTP port variable, non-root',
-    (service) => {
-      const stage = stageNamed(dockerfile, `app-${service}`)!;
-      expect(stage.from).toBe('runtime');
-      expect(execForm(instructions(stage, 'CMD').pop())).toEqual(['node', mainScript(service)]);
-      expect(execForm(instructions(stage, 'HEALTHCHECK').pop())).toEqual([
-        'node',
-        '/app/healthcheck.js',
-      ]);
-      const environment = environmentOf(stage);
-      expect(environment.HEALTH_PORT_VARIABLE).toBe(serviceEnvironments[service].httpPortVariable);
-      expect(
-        instructions(stage, 'EXPOSE')
-          .map((expose) => expose.value)
-          .join(' '),
-      ).toContain(environment[serviceEnvironments[service].httpPortVariable]);
-      const user = instructions(stage, 'USER').pop()?.value;
-      expect(user === undefined || user === 'node').toBe(true);
-    },
-  );
+  it.each(serviceNames)('has a stage for %s: entry point, health check on its HTTP port variable, non-root', (service) => {
+    const stage = stageNamed(dockerfile, `app-${service}`)!;
+    expect(stage.from).toBe('runtime');
+    expect(execForm(instructions(stage, 'CMD').pop())).toEqual(['node', mainScript(service)]);
+    expect(execForm(instructions(stage, 'HEALTHCHECK').pop())).toEqual(['node', '/app/healthcheck.js']);
+    const environment = environmentOf(stage);
+    expect(environment.HEALTH_PORT_VARIABLE).toBe(serviceEnvironments[service].httpPortVariable);
+    expect(
+      instructions(stage, 'EXPOSE')
+        .map((expose) => expose.value)
+        .join(' '),
+    ).toContain(environment[serviceEnvironments[service].httpPortVariable]);
+    const user = instructions(stage, 'USER').pop()?.value;
+    expect(user === undefined || user === 'node').toBe(true);
+  });
 
   it('gives the failover monitor the PostgreSQL 15 client tools', () => {
     const stage = stageNamed(dockerfile, 'app-failover-monitor')!;
@@ -113,9 +93,7 @@ describe('docker/Dockerfile', () => {
         script: cmd[cmd.length - 1],
       });
     }
-    for (const object of renderKustomization('k8s/overlays/local').objects.filter(
-      (candidate) => candidate.kind === 'Deployment',
-    )) {
+    for (const object of renderKustomization('k8s/overlays/local').objects.filter((candidate) => candidate.kind === 'Deployment')) {
       for (const container of containersOf(object)) {
         const stage = stageNamed(dockerfile, `app-${object.metadata.name}`);
         if (!stage) continue;
@@ -127,9 +105,7 @@ describe('docker/Dockerfile', () => {
   it('parser rejects what it cannot read', () => {
     expect(() => parseDockerfile('RUN echo before from\n')).toThrow(/only ARG/);
     expect(() => parseDockerfile('FROM a\nRUN x \\')).toThrow(/continued line/);
-    const parsed = parseDockerfile(
-      'ARG X=1\nFROM img:${X} AS one\n# comment\nRUN a \\\n  b\nCMD ["node", "x.js"]\n',
-    );
+    const parsed = parseDockerfile('ARG X=1\nFROM img:${X} AS one\n# comment\nRUN a \\\n  b\nCMD ["node", "x.js"]\n');
     expect(parsed.stages[0].instructions[0].value).toBe('a b');
     expect(execForm(parsed.stages[0].instructions[1])).toEqual(['node', 'x.js']);
   });
@@ -185,9 +161,7 @@ describe('PostgreSQL node scripts', () => {
   ];
 
   it.each(pairs)('%s and %s are the same file', (dockerCopy, kubernetesCopy) => {
-    expect(readFileSync(repoPath(kubernetesCopy), 'utf8')).toBe(
-      readFileSync(repoPath(dockerCopy), 'utf8'),
-    );
+    expect(readFileSync(repoPath(kubernetesCopy), 'utf8')).toBe(readFileSync(repoPath(dockerCopy), 'utf8'));
   });
 
   it.each(pairs.map(([file]) => file))('%s is valid bash', (file) => {
@@ -198,13 +172,7 @@ describe('PostgreSQL node scripts', () => {
 
   it('sets up quorum replication, replication access and the node names of runtime.md', () => {
     const init = readRepoFile('docker/postgres/initdb/10-replication.sh');
-    for (const setting of [
-      "wal_level = 'replica'",
-      "hot_standby = 'on'",
-      "wal_log_hints = 'on'",
-      'synchronous_standby_names',
-    ])
-      expect(init).toContain(setting);
+    for (const setting of ["wal_level = 'replica'", "hot_standby = 'on'", "wal_log_hints = 'on'", 'synchronous_standby_names']) expect(init).toContain(setting);
     expect(init).toMatch(/quorum\) sync_names="ANY 1 \(/);
     expect(init).toContain('host replication all all scram-sha-256');
     const entrypoint = readRepoFile('docker/postgres/node-entrypoint.sh');

@@ -48,8 +48,7 @@ export function parseDockerfile(text: string): Dockerfile {
       if (!from) throw new Error(`line ${line}: cannot read FROM ${value}`);
       stages.push({ from: from[1], name: from[2], instructions: [] });
     } else if (stages.length === 0) {
-      if (keyword !== 'ARG')
-        throw new Error(`line ${line}: only ARG may come before the first FROM`);
+      if (keyword !== 'ARG') throw new Error(`line ${line}: only ARG may come before the first FROM`);
       const [name, ...rest] = value.split('=');
       globalArgs[name] = rest.length ? rest.join('=') : undefined;
     } else {
@@ -65,10 +64,7 @@ export function loadDockerfile(): Dockerfile {
 
 /** `${NAME}` and `$NAME` from the global ARG defaults. */
 export function expandArgs(value: string, args: Record<string, string | undefined>): string {
-  return value.replace(
-    /\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g,
-    (match, braced, bare) => args[braced ?? bare] ?? match,
-  );
+  return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (match, braced, bare) => args[braced ?? bare] ?? match);
 }
 
 export function stageNamed(dockerfile: Dockerfile, name: string): Stage | undefined {
@@ -82,15 +78,10 @@ export function instructions(stage: Stage, keyword: string): Instruction[] {
 /** The last CMD of a stage, as JSON (exec form is required). */
 export function execForm(instruction: Instruction | undefined): string[] | undefined {
   if (!instruction) return undefined;
-  const json =
-    instruction.keyword === 'HEALTHCHECK'
-      ? instruction.value.replace(/^.*?\bCMD\s+/, '')
-      : instruction.value;
+  const json = instruction.keyword === 'HEALTHCHECK' ? instruction.value.replace(/^.*?\bCMD\s+/, '') : instruction.value;
   try {
     const parsed = JSON.parse(json) as unknown;
-    return Array.isArray(parsed) && parsed.every((item) => typeof item === 'string')
-      ? parsed
-      : undefined;
+    return Array.isArray(parsed) && parsed.every((item) => typeof item === 'string') ? parsed : undefined;
   } catch {
     return undefined;
   }

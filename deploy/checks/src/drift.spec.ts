@@ -9,49 +9,30 @@ jest.setTimeout(120_000);
 
 describe('drift between libs/config, docker/compose.yaml and k8s/', () => {
   const compose = loadCompose();
-  const rendered = Object.fromEntries(
-    overlays.map((overlay) => [
-      overlay,
-      renderKustomization(overlay, { allowExampleEnvFiles: true }).objects,
-    ]),
-  );
+  const rendered = Object.fromEntries(overlays.map((overlay) => [overlay, renderKustomization(overlay, { allowExampleEnvFiles: true }).objects]));
 
   it('knows the required variables of every service from the schemas', () => {
     expect(serviceNames).toEqual(['gateway', 'writer', 'reader', 'failover-monitor']);
     expect(requiredKeys('gateway')).toEqual(
-      expect.arrayContaining([
-        'ADMIN_TOKEN',
-        'SHARD_NODES',
-        'REDIS_URL',
-        'WRITER_ADDR',
-        'READER_ADDRS',
-        'KAFKA_BROKERS',
-      ]),
+      expect.arrayContaining(['ADMIN_TOKEN', 'SHARD_NODES', 'REDIS_URL', 'WRITER_ADDR', 'READER_ADDRS', 'KAFKA_BROKERS']),
     );
     expect(requiredKeys('gateway')).not.toContain('PORT');
-    expect(requiredKeys('failover-monitor')).toEqual(
-      expect.arrayContaining(['PG_PASSWORD', 'HTTP_PORT', 'MONITOR_ID']),
-    );
+    expect(requiredKeys('failover-monitor')).toEqual(expect.arrayContaining(['PG_PASSWORD', 'HTTP_PORT', 'MONITOR_ID']));
   });
 
   it('compose: environments, ports, health checks, commands and SHARD_NODES agree with the schemas', () => {
     expect(composeDrift(compose)).toEqual([]);
   });
 
-  it.each(overlays)(
-    '%s: environments, probes, commands, Services, RBAC, policies and SHARD_NODES agree',
-    (overlay) => {
-      expect(kubernetesDrift(rendered[overlay], overlay)).toEqual([]);
-    },
-  );
+  it.each(overlays)('%s: environments, probes, commands, Services, RBAC, policies and SHARD_NODES agree', (overlay) => {
+    expect(kubernetesDrift(rendered[overlay], overlay)).toEqual([]);
+  });
 
   it('compose and every overlay run the same topology: 4 shards x 3 nodes, 2 readers, 2 monitors', () => {
     const expected = {
       shards: 4,
       nodesPerShard: [3, 3, 3, 3],
-      nodeNames: Array.from({ length: 4 }, (_, shard) =>
-        [0, 1, 2].map((index) => `s${shard}n${index}`),
-      )
+      nodeNames: Array.from({ length: 4 }, (_, shard) => [0, 1, 2].map((index) => `s${shard}n${index}`))
         .flat()
         .sort(),
       readers: 2,
@@ -62,20 +43,13 @@ describe('drift between libs/config, docker/compose.yaml and k8s/', () => {
     for (const overlay of overlays) {
       const { shardNodes, ...sizes } = kubernetesTopology(rendered[overlay]);
       expect(sizes).toEqual(expected);
-      expect(shardNodes.map((shard) => shard.nodes.map((node) => node.name))).toEqual(
-        composeNodes.map((shard) => shard.nodes.map((node) => node.name)),
-      );
+      expect(shardNodes.map((shard) => shard.nodes.map((node) => node.name))).toEqual(composeNodes.map((shard) => shard.nodes.map((node) => node.name)));
     }
   });
 
   describe('catches broken deployments', () => {
     const local = rendered['k8s/overlays/local'];
-    const edit = (
-      objects: KubernetesObject[],
-      kind: string,
-      name: string,
-      change: (object: KubernetesObject) => void,
-    ) => {
+    const edit = (objects: KubernetesObject[], kind: string, name: string, change: (object: KubernetesObject) => void) => {
       const copy = clone(objects);
       change(copy.find((object) => object.kind === kind && object.metadata.name === name)!);
       return copy;
@@ -87,143 +61,65 @@ describe('drift between libs/config, docker/compose.yaml and k8s/', () => {
     };
 
     it('compose: a missing required variable, an unknown one, a bad value', () => {
-      expect(
-        composeEdit(
-          (document) =>
-            delete (document.services.gateway.environment as Record<string, string>).ADMIN_TOKEN,
-        ),
-      ).toMatch(/gateway: required variable ADMIN_TOKEN is missing/);
-      expect(
-        composeEdit(
-          (document) =>
-            ((document.services.writer.environment as Record<string, string>).PG_PASWORD = 'x'),
-        ),
-      ).toMatch(/writer: PG_PASWORD is not a variable/);
-      expect(
-        composeEdit(
-          (document) =>
-            ((document.services['reader-0'].environment as Record<string, string>).KAFKA_BROKERS =
-              'kafka'),
-        ),
-      ).toMatch(/reader-0: the schema rejects KAFKA_BROKERS/);
-      expect(
-        composeEdit(
-          (document) =>
-            ((document.services.gateway.environment as Record<string, string>).ADMIN_TOKEN =
-              '${ADMIN_TOKN:?x}'),
-        ),
-      ).toMatch(/ADMIN_TOKN/);
+      expect(composeEdit((document) => delete (document.services.gateway.environment as Record<string, string>).ADMIN_TOKEN)).toMatch(
+        /gateway: required variable ADMIN_TOKEN is missing/,
+      );
+      expect(composeEdit((document) => ((document.services.writer.environment as Record<string, string>).PG_PASWORD = 'x'))).toMatch(
+        /writer: PG_PASWORD is not a variable/,
+      );
+      expect(composeEdit((document) => ((document.services['reader-0'].environment as Record<string, string>).KAFKA_BROKERS = 'kafka'))).toMatch(
+        /reader-0: the schema rejects KAFKA_BROKERS/,
+      );
+      expect(composeEdit((document) => ((document.services.gateway.environment as Record<string, string>).ADMIN_TOKEN = '${ADMIN_TOKN:?x}'))).toMatch(
+        /ADMIN_TOKN/,
+      );
     });
 
     it('compose: health check port, command, addresses and database nodes', () => {
-      expect(
-        composeEdit(
-          (document) =>
-            ((document.services.writer.environment as Record<string, string>).HTTP_PORT = '4102'),
-        ),
-      ).toMatch(/writer: health check on port 4101 but HTTP_PORT=4102/);
-      expect(
-        composeEdit(
-          (document) =>
-            (document.services['reader-1'].command = ['node', 'dist/apps/writer/src/main.js']),
-        ),
-      ).toMatch(/reader-1: command/);
-      expect(
-        composeEdit(
-          (document) =>
-            ((document.services.gateway.environment as Record<string, string>).READER_ADDRS =
-              'reader-0:4200'),
-        ),
-      ).toMatch(/READER_ADDRS leaves out reader-1/);
-      expect(
-        composeEdit(
-          (document) =>
-            ((document.services.gateway.environment as Record<string, string>).WRITER_ADDR =
-              'writer:4101'),
-        ),
-      ).toMatch(/WRITER_ADDR port 4101/);
-      expect(composeEdit((document) => delete document.services.s3n2)).toMatch(
-        /SHARD_NODES names s3n2, which is no PostgreSQL service/,
+      expect(composeEdit((document) => ((document.services.writer.environment as Record<string, string>).HTTP_PORT = '4102'))).toMatch(
+        /writer: health check on port 4101 but HTTP_PORT=4102/,
       );
-      expect(composeEdit((document) => (document.services.writer.ports = ['4100:4100']))).toMatch(
-        /only the gateway publishes ports/,
+      expect(composeEdit((document) => (document.services['reader-1'].command = ['node', 'dist/apps/writer/src/main.js']))).toMatch(/reader-1: command/);
+      expect(composeEdit((document) => ((document.services.gateway.environment as Record<string, string>).READER_ADDRS = 'reader-0:4200'))).toMatch(
+        /READER_ADDRS leaves out reader-1/,
       );
+      expect(composeEdit((document) => ((document.services.gateway.environment as Record<string, string>).WRITER_ADDR = 'writer:4101'))).toMatch(
+        /WRITER_ADDR port 4101/,
+      );
+      expect(composeEdit((document) => delete document.services.s3n2)).toMatch(/SHARD_NODES names s3n2, which is no PostgreSQL service/);
+      expect(composeEdit((document) => (document.services.writer.ports = ['4100:4100']))).toMatch(/only the gateway publishes ports/);
     });
 
     it('k8s: probes, variables, commands, Services and database pods', () => {
-      const problems = (objects: KubernetesObject[]) =>
-        kubernetesDrift(objects, 'local').join('\n');
-      expect(
-        problems(
-          edit(
-            local,
-            'Deployment',
-            'reader',
-            (object) => (containersOf(object)[0].readinessProbe!.httpGet!.path = '/health'),
-          ),
-        ),
-      ).toMatch(/readinessProbe on \/health, not \/health\/ready/);
-      expect(
-        problems(
-          edit(
-            local,
-            'Deployment',
-            'writer',
-            (object) => (containersOf(object)[0].ports![1].containerPort = 4102),
-          ),
-        ),
-      ).toMatch(/livenessProbe on port 4102 but HTTP_PORT=4101/);
-      expect(
-        problems(
-          edit(local, 'Deployment', 'gateway', (object) =>
-            containersOf(object)[0].env!.push({ name: 'NODE_ENV', value: 'production' }),
-          ),
-        ),
-      ).toMatch(/NODE_ENV is not a variable/);
+      const problems = (objects: KubernetesObject[]) => kubernetesDrift(objects, 'local').join('\n');
+      expect(problems(edit(local, 'Deployment', 'reader', (object) => (containersOf(object)[0].readinessProbe!.httpGet!.path = '/health')))).toMatch(
+        /readinessProbe on \/health, not \/health\/ready/,
+      );
+      expect(problems(edit(local, 'Deployment', 'writer', (object) => (containersOf(object)[0].ports![1].containerPort = 4102)))).toMatch(
+        /livenessProbe on port 4102 but HTTP_PORT=4101/,
+      );
+      expect(problems(edit(local, 'Deployment', 'gateway', (object) => containersOf(object)[0].env!.push({ name: 'NODE_ENV', value: 'production' })))).toMatch(
+        /NODE_ENV is not a variable/,
+      );
       expect(
         problems(
           edit(
             local,
             'Deployment',
             'gateway',
-            (object) =>
-              (containersOf(object)[0].env = containersOf(object)[0].env!.filter(
-                (entry) => entry.name !== 'ADMIN_TOKEN',
-              )),
+            (object) => (containersOf(object)[0].env = containersOf(object)[0].env!.filter((entry) => entry.name !== 'ADMIN_TOKEN')),
           ),
         ),
       ).toMatch(/required variable ADMIN_TOKEN is missing/);
       expect(
-        problems(
-          edit(
-            local,
-            'Deployment',
-            'failover-monitor',
-            (object) =>
-              (containersOf(object)[0].command = ['node', 'dist/apps/reader/src/main.js']),
-          ),
-        ),
+        problems(edit(local, 'Deployment', 'failover-monitor', (object) => (containersOf(object)[0].command = ['node', 'dist/apps/reader/src/main.js']))),
       ).toMatch(/does not start dist\/apps\/failover-monitor/);
-      expect(
-        problems(
-          edit(
-            local,
-            'Service',
-            'reader',
-            (object) => ((object.spec as { ports: { port: number }[] }).ports[0].port = 4300),
-          ),
-        ),
-      ).toMatch(/READER_ADDRS reader:4200/);
-      expect(
-        problems(
-          edit(
-            local,
-            'StatefulSet',
-            'pg-s2',
-            (object) => ((object.spec as { replicas: number }).replicas = 2),
-          ),
-        ),
-      ).toMatch(/pg-s2 has 2 pods, SHARD_NODES 3/);
+      expect(problems(edit(local, 'Service', 'reader', (object) => ((object.spec as { ports: { port: number }[] }).ports[0].port = 4300)))).toMatch(
+        /READER_ADDRS reader:4200/,
+      );
+      expect(problems(edit(local, 'StatefulSet', 'pg-s2', (object) => ((object.spec as { replicas: number }).replicas = 2)))).toMatch(
+        /pg-s2 has 2 pods, SHARD_NODES 3/,
+      );
       expect(
         problems(
           edit(
@@ -231,61 +127,30 @@ describe('drift between libs/config, docker/compose.yaml and k8s/', () => {
             'ConfigMap',
             'shortener-common',
             (object) =>
-              ((object.data as Record<string, string>).SHARD_NODES = (
-                object.data as Record<string, string>
-              ).SHARD_NODES.replace('pg-s1-2.pg-s1', 'pg-s1-3.pg-s1')),
+              ((object.data as Record<string, string>).SHARD_NODES = (object.data as Record<string, string>).SHARD_NODES.replace(
+                'pg-s1-2.pg-s1',
+                'pg-s1-3.pg-s1',
+              )),
           ),
         ),
       ).toMatch(/s1n2 is on pg-s1-3.pg-s1/);
+      expect(problems(edit(local, 'Secret', 'shortener-secrets', (object) => delete (object.stringData as Record<string, string>)['admin-token']))).toMatch(
+        /ADMIN_TOKEN refers to Secret shortener-secrets key admin-token/,
+      );
+      expect(problems(edit(local, 'Role', 'failover-monitor', (object) => ((object.rules as { resources: string[] }[])[1].resources = ['pods/log'])))).toMatch(
+        /create on pods\/exec/,
+      );
       expect(
         problems(
-          edit(
-            local,
-            'Secret',
-            'shortener-secrets',
-            (object) => delete (object.stringData as Record<string, string>)['admin-token'],
-          ),
-        ),
-      ).toMatch(/ADMIN_TOKEN refers to Secret shortener-secrets key admin-token/);
-      expect(
-        problems(
-          edit(
-            local,
-            'Role',
-            'failover-monitor',
-            (object) => ((object.rules as { resources: string[] }[])[1].resources = ['pods/log']),
-          ),
-        ),
-      ).toMatch(/create on pods\/exec/);
-      expect(
-        problems(
-          edit(
-            local,
-            'NetworkPolicy',
-            'redis-from-services',
-            (object) =>
-              ((object.spec as { ingress: unknown[] }).ingress = [{ ports: [{ port: 6379 }] }]),
-          ),
+          edit(local, 'NetworkPolicy', 'redis-from-services', (object) => ((object.spec as { ingress: unknown[] }).ingress = [{ ports: [{ port: 6379 }] }])),
         ),
       ).toMatch(/opens redis to everyone/);
-      expect(
-        problems(
-          local.filter(
-            (object) =>
-              !(object.kind === 'HorizontalPodAutoscaler' && object.metadata.name === 'reader'),
-          ),
-        ),
-      ).toMatch(/no HorizontalPodAutoscaler scales the reader/);
-      expect(
-        problems(
-          edit(
-            local,
-            'Deployment',
-            'gateway',
-            (object) => (containersOf(object)[0].resources!.requests!.memory = '512Mi'),
-          ),
-        ),
-      ).toMatch(/150 MB target/);
+      expect(problems(local.filter((object) => !(object.kind === 'HorizontalPodAutoscaler' && object.metadata.name === 'reader')))).toMatch(
+        /no HorizontalPodAutoscaler scales the reader/,
+      );
+      expect(problems(edit(local, 'Deployment', 'gateway', (object) => (containersOf(object)[0].resources!.requests!.memory = '512Mi')))).toMatch(
+        /150 MB target/,
+      );
     });
   });
 });

@@ -12,13 +12,7 @@ import {
   serviceOfImage,
   type Shard,
 } from './environment';
-import {
-  containersOf,
-  podTemplateOf,
-  type Container,
-  type KubernetesObject,
-  type Probe,
-} from './kustomize';
+import { containersOf, podTemplateOf, type Container, type KubernetesObject, type Probe } from './kustomize';
 import type { ServiceName } from '@shortener/config';
 
 /** Values that the real deployments take from secrets or the operator's environment. */
@@ -48,13 +42,10 @@ type EnvironmentCheck = ReturnType<typeof checkEnvironment>;
 function shardNodeProblems(shards: Shard[], where: string): string[] {
   const problems: string[] = [];
   shards.forEach((shard, index) => {
-    if (shard.id !== index)
-      problems.push(`${where}: SHARD_NODES shard ${index} has id ${shard.id}`);
+    if (shard.id !== index) problems.push(`${where}: SHARD_NODES shard ${index} has id ${shard.id}`);
     shard.nodes.forEach((node, nodeIndex) => {
       if (node.name !== `s${index}n${nodeIndex}`)
-        problems.push(
-          `${where}: SHARD_NODES node ${node.name} should be named s${index}n${nodeIndex} (docs/runtime.md)`,
-        );
+        problems.push(`${where}: SHARD_NODES node ${node.name} should be named s${index}n${nodeIndex} (docs/runtime.md)`);
     });
   });
   return problems;
@@ -78,25 +69,19 @@ function composeRoles(document: ComposeDocument, problems: string[]): ComposeRol
     const command = commandOf(service);
     const migrate = command.includes(migrateScript);
     if (service.build) {
-      if (service.build.dockerfile !== 'docker/Dockerfile')
-        problems.push(`${where}: built from ${service.build.dockerfile}, not docker/Dockerfile`);
-      if (service.build.args?.APP !== app)
-        problems.push(`${where}: image shortener/${app} built with APP=${service.build.args?.APP}`);
+      if (service.build.dockerfile !== 'docker/Dockerfile') problems.push(`${where}: built from ${service.build.dockerfile}, not docker/Dockerfile`);
+      if (service.build.args?.APP !== app) problems.push(`${where}: image shortener/${app} built with APP=${service.build.args?.APP}`);
     }
     if (migrate) {
-      if (app !== 'writer')
-        problems.push(`${where}: the migrations run from the writer image, not ${app}`);
+      if (app !== 'writer') problems.push(`${where}: the migrations run from the writer image, not ${app}`);
     } else if (command[0] !== 'node' || command[command.length - 1] !== mainScript(app)) {
-      problems.push(
-        `${where}: command ${JSON.stringify(command)} does not start ${mainScript(app)}`,
-      );
+      problems.push(`${where}: command ${JSON.stringify(command)} does not start ${mainScript(app)}`);
     }
     const environment: Record<string, string> = {};
     for (const [key, raw] of Object.entries(composeEnvironment(service))) {
       const { value, missing } = interpolate(raw, sampleVariables);
       for (const variable of missing) {
-        if (!(variable in sampleVariables))
-          problems.push(`${where}: ${key} needs \${${variable}}, which nothing sets`);
+        if (!(variable in sampleVariables)) problems.push(`${where}: ${key} needs \${${variable}}, which nothing sets`);
       }
       environment[key] = value;
     }
@@ -123,11 +108,8 @@ export function composeDrift(document: ComposeDocument): string[] {
     const service = document.services[role.service];
     if (role.migrate) {
       const known = new Set(knownKeys('writer'));
-      for (const key of Object.keys(role.environment))
-        if (!known.has(key))
-          problems.push(`${where}: ${key} is not a variable of the writer's schema`);
-      for (const key of ['SHARD_NODES', 'PG_PASSWORD'])
-        if (!role.environment[key]) problems.push(`${where}: required variable ${key} is missing`);
+      for (const key of Object.keys(role.environment)) if (!known.has(key)) problems.push(`${where}: ${key} is not a variable of the writer's schema`);
+      for (const key of ['SHARD_NODES', 'PG_PASSWORD']) if (!role.environment[key]) problems.push(`${where}: required variable ${key} is missing`);
       continue;
     }
     problems.push(...describe(checkEnvironment(role.app, role.environment), where));
@@ -135,87 +117,55 @@ export function composeDrift(document: ComposeDocument): string[] {
     const url = healthcheckUrl(service.healthcheck?.test);
     if (!url) problems.push(`${where}: no HTTP health check`);
     else {
-      if (url.pathname !== healthPaths.live)
-        problems.push(`${where}: health check on ${url.pathname}, not ${healthPaths.live}`);
+      if (url.pathname !== healthPaths.live) problems.push(`${where}: health check on ${url.pathname}, not ${healthPaths.live}`);
       if (url.port !== role.environment[portVariable])
-        problems.push(
-          `${where}: health check on port ${url.port} but ${portVariable}=${role.environment[portVariable]}`,
-        );
+        problems.push(`${where}: health check on port ${url.port} but ${portVariable}=${role.environment[portVariable]}`);
     }
     if (role.app === 'gateway') {
-      const targets = (service.ports ?? []).map((port) =>
-        typeof port === 'string' ? port.split(':').pop() : String(port.target),
-      );
-      if (!targets.includes(role.environment.PORT))
-        problems.push(
-          `${where}: publishes ${JSON.stringify(targets)} but PORT=${role.environment.PORT}`,
-        );
+      const targets = (service.ports ?? []).map((port) => (typeof port === 'string' ? port.split(':').pop() : String(port.target)));
+      if (!targets.includes(role.environment.PORT)) problems.push(`${where}: publishes ${JSON.stringify(targets)} but PORT=${role.environment.PORT}`);
       const writer = hostPorts(role.environment.WRITER_ADDR ?? '');
       const writers = byApp('writer');
       for (const { host, port } of writer) {
         const target = writers.find((candidate) => candidate.service === host);
-        if (!target)
-          problems.push(`${where}: WRITER_ADDR names ${host}, which is no writer service`);
+        if (!target) problems.push(`${where}: WRITER_ADDR names ${host}, which is no writer service`);
         else if (String(port) !== target.environment.RPC_PORT)
-          problems.push(
-            `${where}: WRITER_ADDR port ${port} but ${host} listens on RPC_PORT=${target.environment.RPC_PORT}`,
-          );
+          problems.push(`${where}: WRITER_ADDR port ${port} but ${host} listens on RPC_PORT=${target.environment.RPC_PORT}`);
       }
       const readers = byApp('reader');
       const listed = hostPorts(role.environment.READER_ADDRS ?? '');
       for (const { host, port } of listed) {
         const target = readers.find((candidate) => candidate.service === host);
-        if (!target)
-          problems.push(`${where}: READER_ADDRS names ${host}, which is no reader service`);
+        if (!target) problems.push(`${where}: READER_ADDRS names ${host}, which is no reader service`);
         else if (String(port) !== target.environment.RPC_PORT)
-          problems.push(
-            `${where}: READER_ADDRS port ${port} but ${host} listens on RPC_PORT=${target.environment.RPC_PORT}`,
-          );
+          problems.push(`${where}: READER_ADDRS port ${port} but ${host} listens on RPC_PORT=${target.environment.RPC_PORT}`);
       }
       for (const reader of readers) {
-        if (!listed.some(({ host }) => host === reader.service))
-          problems.push(`${where}: READER_ADDRS leaves out ${reader.service}`);
+        if (!listed.some(({ host }) => host === reader.service)) problems.push(`${where}: READER_ADDRS leaves out ${reader.service}`);
       }
     } else if (service.ports && service.ports.length > 0) {
       problems.push(`${where}: only the gateway publishes ports`);
     }
   }
   const monitorIds = byApp('failover-monitor').map((role) => role.environment.MONITOR_ID);
-  if (new Set(monitorIds).size !== monitorIds.length)
-    problems.push(`compose: MONITOR_ID values repeat: ${monitorIds.join(', ')}`);
+  if (new Set(monitorIds).size !== monitorIds.length) problems.push(`compose: MONITOR_ID values repeat: ${monitorIds.join(', ')}`);
 
-  const shardNodeValues = new Set(
-    roles.map((role) => role.environment.SHARD_NODES).filter(Boolean),
-  );
-  if (shardNodeValues.size !== 1)
-    problems.push(
-      `compose: services disagree on SHARD_NODES (${shardNodeValues.size} different values)`,
-    );
-  const postgres = Object.entries(document.services).filter(([, service]) =>
-    /^postgres:/.test(service.image ?? ''),
-  );
+  const shardNodeValues = new Set(roles.map((role) => role.environment.SHARD_NODES).filter(Boolean));
+  if (shardNodeValues.size !== 1) problems.push(`compose: services disagree on SHARD_NODES (${shardNodeValues.size} different values)`);
+  const postgres = Object.entries(document.services).filter(([, service]) => /^postgres:/.test(service.image ?? ''));
   for (const value of shardNodeValues) {
     const shards = parseShardNodes(value);
     problems.push(...shardNodeProblems(shards, 'compose'));
     const hosts = shards.flatMap((shard) => shard.nodes.map((node) => node.host));
     for (const host of hosts) {
       const service = document.services[host];
-      if (!service || !/^postgres:/.test(service.image ?? ''))
-        problems.push(`compose: SHARD_NODES names ${host}, which is no PostgreSQL service`);
-      else if (service.hostname !== host)
-        problems.push(
-          `compose: ${host} must have hostname ${host} (node-entrypoint.sh reads shard and index from it)`,
-        );
+      if (!service || !/^postgres:/.test(service.image ?? '')) problems.push(`compose: SHARD_NODES names ${host}, which is no PostgreSQL service`);
+      else if (service.hostname !== host) problems.push(`compose: ${host} must have hostname ${host} (node-entrypoint.sh reads shard and index from it)`);
     }
-    for (const [name] of postgres)
-      if (!hosts.includes(name))
-        problems.push(`compose: PostgreSQL service ${name} is not in SHARD_NODES`);
+    for (const [name] of postgres) if (!hosts.includes(name)) problems.push(`compose: PostgreSQL service ${name} is not in SHARD_NODES`);
     for (const shard of shards)
       for (const node of shard.nodes)
-        if (node.port !== 5432)
-          problems.push(
-            `compose: ${node.name} port ${node.port}, but PostgreSQL listens on 5432 in its container`,
-          );
+        if (node.port !== 5432) problems.push(`compose: ${node.name} port ${node.port}, but PostgreSQL listens on 5432 in its container`);
   }
   return problems;
 }
@@ -223,9 +173,7 @@ export function composeDrift(document: ComposeDocument): string[] {
 export function composeTopology(document: ComposeDocument): Topology {
   const problems: string[] = [];
   const roles = composeRoles(document, problems);
-  const shardNodes = parseShardNodes(
-    roles.find((role) => role.environment.SHARD_NODES)?.environment.SHARD_NODES ?? '[]',
-  );
+  const shardNodes = parseShardNodes(roles.find((role) => role.environment.SHARD_NODES)?.environment.SHARD_NODES ?? '[]');
   return {
     shards: shardNodes.length,
     nodesPerShard: shardNodes.map((shard) => shard.nodes.length),
@@ -241,20 +189,13 @@ export function composeTopology(document: ComposeDocument): Topology {
 
 // --------------------------------------------------------------------------- kubernetes
 
-function find(
-  objects: KubernetesObject[],
-  kind: string,
-  name: string,
-): KubernetesObject | undefined {
+function find(objects: KubernetesObject[], kind: string, name: string): KubernetesObject | undefined {
   return objects.find((object) => object.kind === kind && object.metadata.name === name);
 }
 
 function secretValues(secret: KubernetesObject): Record<string, string> {
   const data = Object.fromEntries(
-    Object.entries((secret.data as Record<string, string>) ?? {}).map(([key, value]) => [
-      key,
-      Buffer.from(value, 'base64').toString(),
-    ]),
+    Object.entries((secret.data as Record<string, string>) ?? {}).map(([key, value]) => [key, Buffer.from(value, 'base64').toString()]),
   );
   return { ...data, ...((secret.stringData as Record<string, string>) ?? {}) };
 }
@@ -285,18 +226,11 @@ export function containerEnvironment(
       const reference = (entry.valueFrom.configMapKeyRef ?? entry.valueFrom.secretKeyRef)!;
       const kind = entry.valueFrom.configMapKeyRef ? 'ConfigMap' : 'Secret';
       const object = find(objects, kind, reference.name);
-      const values = object
-        ? kind === 'ConfigMap'
-          ? (object.data as Record<string, string>)
-          : secretValues(object)
-        : undefined;
+      const values = object ? (kind === 'ConfigMap' ? (object.data as Record<string, string>) : secretValues(object)) : undefined;
       if (!values || values[reference.key] === undefined)
-        problems.push(
-          `${where}: ${entry.name} refers to ${kind} ${reference.name} key ${reference.key}, which does not exist`,
-        );
+        problems.push(`${where}: ${entry.name} refers to ${kind} ${reference.name} key ${reference.key}, which does not exist`);
       else environment[entry.name] = values[reference.key];
-    } else if (entry.valueFrom?.fieldRef?.fieldPath === 'metadata.name')
-      environment[entry.name] = podName;
+    } else if (entry.valueFrom?.fieldRef?.fieldPath === 'metadata.name') environment[entry.name] = podName;
     else problems.push(`${where}: cannot resolve ${entry.name}`);
   }
   return environment;
@@ -328,12 +262,7 @@ function memoryMiB(value: string | undefined): number | undefined {
 }
 
 /** The Service port (number) that reaches container port `port` of the pods of `app`. */
-function servicePortFor(
-  objects: KubernetesObject[],
-  serviceName: string,
-  app: Deployed | undefined,
-  containerPort: number,
-): number | undefined {
+function servicePortFor(objects: KubernetesObject[], serviceName: string, app: Deployed | undefined, containerPort: number): number | undefined {
   const service = find(objects, 'Service', serviceName);
   if (!service || !app) return undefined;
   const spec = service.spec as {
@@ -341,17 +270,10 @@ function servicePortFor(
     ports?: { port: number; targetPort?: number | string }[];
   };
   const labels = podTemplateOf(app.object)?.metadata?.labels ?? {};
-  if (
-    !spec.selector ||
-    !Object.entries(spec.selector).every(([key, value]) => labels[key] === value)
-  )
-    return undefined;
+  if (!spec.selector || !Object.entries(spec.selector).every(([key, value]) => labels[key] === value)) return undefined;
   for (const port of spec.ports ?? []) {
     const target = port.targetPort ?? port.port;
-    const resolved =
-      typeof target === 'number'
-        ? target
-        : app.container.ports?.find((candidate) => candidate.name === target)?.containerPort;
+    const resolved = typeof target === 'number' ? target : app.container.ports?.find((candidate) => candidate.name === target)?.containerPort;
     if (resolved === containerPort) return port.port;
   }
   return undefined;
@@ -373,31 +295,18 @@ export function kubernetesDrift(objects: KubernetesObject[], where = 'k8s'): str
       if (!app) continue;
       const at = `${where} ${object.kind}/${object.metadata.name}`;
       const command = [...(container.command ?? []), ...(container.args ?? [])];
-      const environment = containerEnvironment(
-        objects,
-        container,
-        `${object.metadata.name}-5d8c7b9f4-x2x7q`,
-        problems,
-        at,
-      );
+      const environment = containerEnvironment(objects, container, `${object.metadata.name}-5d8c7b9f4-x2x7q`, problems, at);
       if (object.kind === 'Job') {
-        if (!command.includes(migrateScript))
-          problems.push(`${at}: a Job of the ${app} image that does not run ${migrateScript}`);
-        if (app !== 'writer')
-          problems.push(`${at}: the migrations run from the writer image, not ${app}`);
+        if (!command.includes(migrateScript)) problems.push(`${at}: a Job of the ${app} image that does not run ${migrateScript}`);
+        if (app !== 'writer') problems.push(`${at}: the migrations run from the writer image, not ${app}`);
         const known = new Set(knownKeys('writer'));
-        for (const key of Object.keys(environment))
-          if (!known.has(key))
-            problems.push(`${at}: ${key} is not a variable of the writer's schema`);
-        for (const key of ['SHARD_NODES', 'PG_PASSWORD'])
-          if (!environment[key]) problems.push(`${at}: required variable ${key} is missing`);
+        for (const key of Object.keys(environment)) if (!known.has(key)) problems.push(`${at}: ${key} is not a variable of the writer's schema`);
+        for (const key of ['SHARD_NODES', 'PG_PASSWORD']) if (!environment[key]) problems.push(`${at}: required variable ${key} is missing`);
         continue;
       }
       if (object.kind !== 'Deployment') problems.push(`${at}: services run as Deployments`);
       if (command[0] !== 'node' || command[command.length - 1] !== mainScript(app))
-        problems.push(
-          `${at}: command ${JSON.stringify(command)} does not start ${mainScript(app)}`,
-        );
+        problems.push(`${at}: command ${JSON.stringify(command)} does not start ${mainScript(app)}`);
       problems.push(...describe(checkEnvironment(app, environment), at));
       deployed.push({ object, container, app, environment });
 
@@ -413,37 +322,26 @@ export function kubernetesDrift(objects: KubernetesObject[], where = 'k8s'): str
           if (kind !== 'startupProbe') problems.push(`${at}: no ${kind}`);
           continue;
         }
-        if (probe.httpGet?.path !== path)
-          problems.push(`${at}: ${kind} on ${probe.httpGet?.path ?? '(not HTTP)'}, not ${path}`);
+        if (probe.httpGet?.path !== path) problems.push(`${at}: ${kind} on ${probe.httpGet?.path ?? '(not HTTP)'}, not ${path}`);
         const port = probePort(container, probe);
-        if (String(port) !== environment[portVariable])
-          problems.push(
-            `${at}: ${kind} on port ${port} but ${portVariable}=${environment[portVariable]}`,
-          );
+        if (String(port) !== environment[portVariable]) problems.push(`${at}: ${kind} on port ${port} but ${portVariable}=${environment[portVariable]}`);
       }
       const requests = memoryMiB(container.resources?.requests?.memory);
       const limits = memoryMiB(container.resources?.limits?.memory);
-      if (!requests || !limits || !container.resources?.requests?.cpu)
-        problems.push(`${at}: resource requests (cpu, memory) and a memory limit are required`);
+      if (!requests || !limits || !container.resources?.requests?.cpu) problems.push(`${at}: resource requests (cpu, memory) and a memory limit are required`);
       else if (requests > 150 || limits < requests)
-        problems.push(
-          `${at}: memory request ${requests}Mi should stay within the 150 MB target, limit ${limits}Mi above it`,
-        );
+        problems.push(`${at}: memory request ${requests}Mi should stay within the 150 MB target, limit ${limits}Mi above it`);
       const heap = command.map((word) => /^--max-old-space-size=(\d+)$/.exec(word)).find(Boolean);
-      if (heap && Number(heap[1]) > 128)
-        problems.push(`${at}: a ${heap[1]} MB heap does not fit the 150 MB RSS target`);
-      if (!find(objects, 'PodDisruptionBudget', object.metadata.name))
-        problems.push(`${at}: no PodDisruptionBudget`);
+      if (heap && Number(heap[1]) > 128) problems.push(`${at}: a ${heap[1]} MB heap does not fit the 150 MB RSS target`);
+      if (!find(objects, 'PodDisruptionBudget', object.metadata.name)) problems.push(`${at}: no PodDisruptionBudget`);
     }
   }
   for (const app of serviceNames) {
-    if (!deployed.some((entry) => entry.app === app))
-      problems.push(`${where}: no Deployment runs ${app}`);
+    if (!deployed.some((entry) => entry.app === app)) problems.push(`${where}: no Deployment runs ${app}`);
   }
   for (const app of ['reader', 'gateway'] as const) {
     const hpa = find(objects, 'HorizontalPodAutoscaler', app);
-    const target = (hpa?.spec as { scaleTargetRef?: { kind: string; name: string } } | undefined)
-      ?.scaleTargetRef;
+    const target = (hpa?.spec as { scaleTargetRef?: { kind: string; name: string } } | undefined)?.scaleTargetRef;
     const deployment = deployed.find((entry) => entry.app === app)?.object;
     if (!hpa || target?.kind !== 'Deployment' || target.name !== deployment?.metadata.name)
       problems.push(`${where}: no HorizontalPodAutoscaler scales the ${app} Deployment`);
@@ -458,8 +356,7 @@ export function kubernetesDrift(objects: KubernetesObject[], where = 'k8s'): str
       ['READER_ADDRS', reader],
     ] as const) {
       for (const { host, port } of hostPorts(gateway.environment[variable] ?? '')) {
-        const servicePort =
-          target && servicePortFor(objects, host, target, Number(target.environment.RPC_PORT));
+        const servicePort = target && servicePortFor(objects, host, target, Number(target.environment.RPC_PORT));
         if (servicePort !== port)
           problems.push(
             `${where}: gateway ${variable} ${host}:${port} is not a Service port that reaches the ${target?.app ?? 'missing'} RPC_PORT ${target?.environment.RPC_PORT}`,
@@ -473,29 +370,20 @@ export function kubernetesDrift(objects: KubernetesObject[], where = 'k8s'): str
   const monitor = deployed.find((entry) => entry.app === 'failover-monitor');
   if (monitor) {
     const podSpec = podTemplateOf(monitor.object)!.spec;
-    if (monitor.environment.NODE_CONTROL !== 'kubernetes')
-      problems.push(`${where}: the failover monitor needs NODE_CONTROL=kubernetes`);
+    if (monitor.environment.NODE_CONTROL !== 'kubernetes') problems.push(`${where}: the failover monitor needs NODE_CONTROL=kubernetes`);
     const account = podSpec.serviceAccountName;
     const binding = objects.find(
       (object) =>
         object.kind === 'RoleBinding' &&
-        ((object.subjects as { kind: string; name: string }[]) ?? []).some(
-          (subject) => subject.kind === 'ServiceAccount' && subject.name === account,
-        ),
+        ((object.subjects as { kind: string; name: string }[]) ?? []).some((subject) => subject.kind === 'ServiceAccount' && subject.name === account),
     );
     const role = binding && find(objects, 'Role', (binding.roleRef as { name: string }).name);
     if (!account || !find(objects, 'ServiceAccount', account) || !role)
       problems.push(`${where}: the failover monitor needs its ServiceAccount bound to a Role`);
     else {
-      const rules =
-        (role.rules as { apiGroups: string[]; resources: string[]; verbs: string[] }[]) ?? [];
+      const rules = (role.rules as { apiGroups: string[]; resources: string[]; verbs: string[] }[]) ?? [];
       const allows = (group: string, resource: string, verb: string) =>
-        rules.some(
-          (rule) =>
-            rule.apiGroups.includes(group) &&
-            rule.resources.includes(resource) &&
-            rule.verbs.includes(verb),
-        );
+        rules.some((rule) => rule.apiGroups.includes(group) && rule.resources.includes(resource) && rule.verbs.includes(verb));
       for (const [group, resource, verbs] of [
         ['', 'pods', ['get', 'list', 'watch', 'patch', 'delete']],
         ['', 'pods/exec', ['create']],
@@ -504,10 +392,7 @@ export function kubernetesDrift(objects: KubernetesObject[], where = 'k8s'): str
         ['coordination.k8s.io', 'leases', ['get', 'patch']],
       ] as const) {
         for (const verb of verbs)
-          if (!allows(group, resource, verb))
-            problems.push(
-              `${where}: the failover monitor's Role does not allow ${verb} on ${resource}`,
-            );
+          if (!allows(group, resource, verb)) problems.push(`${where}: the failover monitor's Role does not allow ${verb} on ${resource}`);
       }
     }
   }
@@ -519,39 +404,20 @@ export function kubernetesDrift(objects: KubernetesObject[], where = 'k8s'): str
     const statefulSet = find(objects, 'StatefulSet', `pg-s${index}`);
     const spec = statefulSet?.spec as { serviceName?: string; replicas?: number } | undefined;
     const headless = spec?.serviceName ? find(objects, 'Service', spec.serviceName) : undefined;
-    if (
-      !statefulSet ||
-      !headless ||
-      (headless.spec as { clusterIP?: string }).clusterIP !== 'None'
-    ) {
-      problems.push(
-        `${where}: shard ${index} needs the StatefulSet pg-s${index} with a headless Service`,
-      );
+    if (!statefulSet || !headless || (headless.spec as { clusterIP?: string }).clusterIP !== 'None') {
+      problems.push(`${where}: shard ${index} needs the StatefulSet pg-s${index} with a headless Service`);
       return;
     }
     if (spec!.replicas !== shard.nodes.length)
-      problems.push(
-        `${where}: StatefulSet pg-s${index} has ${spec!.replicas} pods, SHARD_NODES ${shard.nodes.length}`,
-      );
+      problems.push(`${where}: StatefulSet pg-s${index} has ${spec!.replicas} pods, SHARD_NODES ${shard.nodes.length}`);
     shard.nodes.forEach((node, ordinal) => {
       const expected = `pg-s${index}-${ordinal}.${spec!.serviceName}`;
-      if (node.host !== expected)
-        problems.push(
-          `${where}: SHARD_NODES ${node.name} is on ${node.host}, the pod is ${expected}`,
-        );
-      if (node.port !== 5432)
-        problems.push(
-          `${where}: SHARD_NODES ${node.name} port ${node.port}, PostgreSQL listens on 5432`,
-        );
+      if (node.host !== expected) problems.push(`${where}: SHARD_NODES ${node.name} is on ${node.host}, the pod is ${expected}`);
+      if (node.port !== 5432) problems.push(`${where}: SHARD_NODES ${node.name} port ${node.port}, PostgreSQL listens on 5432`);
     });
   });
-  const databaseSets = objects.filter(
-    (object) => object.kind === 'StatefulSet' && /^pg-s\d+$/.test(object.metadata.name),
-  );
-  if (databaseSets.length !== shards.length)
-    problems.push(
-      `${where}: ${databaseSets.length} database StatefulSets for ${shards.length} shards in SHARD_NODES`,
-    );
+  const databaseSets = objects.filter((object) => object.kind === 'StatefulSet' && /^pg-s\d+$/.test(object.metadata.name));
+  if (databaseSets.length !== shards.length) problems.push(`${where}: ${databaseSets.length} database StatefulSets for ${shards.length} shards in SHARD_NODES`);
   return problems;
 }
 
@@ -567,101 +433,61 @@ function networkPolicyProblems(objects: KubernetesObject[], where: string): stri
     policyTypes?: string[];
     ingress?: { from?: Peer[] }[];
   };
-  const policies = objects
-    .filter((object) => object.kind === 'NetworkPolicy')
-    .map((object) => ({ name: object.metadata.name, spec: object.spec as Policy }));
+  const policies = objects.filter((object) => object.kind === 'NetworkPolicy').map((object) => ({ name: object.metadata.name, spec: object.spec as Policy }));
   const denyAll = policies.some(
-    ({ spec }) =>
-      Object.keys(spec.podSelector ?? {}).length === 0 &&
-      spec.policyTypes?.includes('Ingress') &&
-      (spec.ingress ?? []).length === 0,
+    ({ spec }) => Object.keys(spec.podSelector ?? {}).length === 0 && spec.policyTypes?.includes('Ingress') && (spec.ingress ?? []).length === 0,
   );
   if (!denyAll) problems.push(`${where}: no default-deny ingress NetworkPolicy`);
-  const services = new Set([
-    'gateway',
-    'writer',
-    'reader',
-    'failover-monitor',
-    'migrate',
-    'kafka-topics',
-  ]);
+  const services = new Set(['gateway', 'writer', 'reader', 'failover-monitor', 'migrate', 'kafka-topics']);
   for (const { name, spec } of policies) {
     const selected = spec.podSelector?.matchLabels?.['app.kubernetes.io/name'];
     for (const rule of spec.ingress ?? []) {
       if (!rule.from || rule.from.length === 0) {
         if (selected !== 'gateway')
-          problems.push(
-            `${where}: NetworkPolicy ${name} opens ${selected ?? 'several apps'} to everyone; only the gateway is public`,
-          );
+          problems.push(`${where}: NetworkPolicy ${name} opens ${selected ?? 'several apps'} to everyone; only the gateway is public`);
       }
     }
     if (selected && ['postgres', 'redis', 'kafka'].includes(selected)) {
       for (const rule of spec.ingress ?? []) {
         for (const peer of rule.from ?? []) {
           const source = peer.podSelector?.matchLabels?.['app.kubernetes.io/name'];
-          if (
-            peer.namespaceSelector ||
-            peer.ipBlock ||
-            !source ||
-            !(services.has(source) || source === selected)
-          ) {
-            problems.push(
-              `${where}: NetworkPolicy ${name} lets ${JSON.stringify(peer)} reach ${selected}`,
-            );
+          if (peer.namespaceSelector || peer.ipBlock || !source || !(services.has(source) || source === selected)) {
+            problems.push(`${where}: NetworkPolicy ${name} lets ${JSON.stringify(peer)} reach ${selected}`);
           }
         }
       }
     }
   }
   for (const backend of ['postgres', 'redis', 'kafka']) {
-    if (
-      !policies.some(
-        ({ spec }) => spec.podSelector?.matchLabels?.['app.kubernetes.io/name'] === backend,
-      )
-    )
+    if (!policies.some(({ spec }) => spec.podSelector?.matchLabels?.['app.kubernetes.io/name'] === backend))
       problems.push(`${where}: no NetworkPolicy admits the services to ${backend}`);
   }
   return problems;
 }
 
 export function kubernetesTopology(objects: KubernetesObject[]): Topology {
-  const common = objects.find(
-    (object) =>
-      object.kind === 'ConfigMap' &&
-      (object.data as Record<string, string> | undefined)?.SHARD_NODES,
-  );
-  const shardNodes = parseShardNodes(
-    (common?.data as Record<string, string> | undefined)?.SHARD_NODES ?? '[]',
-  );
+  const common = objects.find((object) => object.kind === 'ConfigMap' && (object.data as Record<string, string> | undefined)?.SHARD_NODES);
+  const shardNodes = parseShardNodes((common?.data as Record<string, string> | undefined)?.SHARD_NODES ?? '[]');
   const replicasOf = (app: string) => {
     const deployment = objects.find(
-      (object) =>
-        object.kind === 'Deployment' &&
-        containersOf(object).some((container) => serviceOfImage(container.image) === app),
+      (object) => object.kind === 'Deployment' && containersOf(object).some((container) => serviceOfImage(container.image) === app),
     );
     const hpa = objects.find(
       (object) =>
-        object.kind === 'HorizontalPodAutoscaler' &&
-        (object.spec as { scaleTargetRef: { name: string } }).scaleTargetRef.name ===
-          deployment?.metadata.name,
+        object.kind === 'HorizontalPodAutoscaler' && (object.spec as { scaleTargetRef: { name: string } }).scaleTargetRef.name === deployment?.metadata.name,
     );
     const replicas = (deployment?.spec as { replicas?: number } | undefined)?.replicas ?? 1;
     const minimum = (hpa?.spec as { minReplicas?: number } | undefined)?.minReplicas;
     return minimum === undefined ? replicas : Math.min(replicas, minimum);
   };
-  const databaseSets = objects.filter(
-    (object) => object.kind === 'StatefulSet' && /^pg-s\d+$/.test(object.metadata.name),
-  );
+  const databaseSets = objects.filter((object) => object.kind === 'StatefulSet' && /^pg-s\d+$/.test(object.metadata.name));
   return {
     shards: shardNodes.length,
     nodesPerShard: shardNodes.map((shard) => shard.nodes.length),
     nodeNames: databaseSets
       .flatMap((set) => {
         const shard = Number(set.metadata.name.slice('pg-s'.length));
-        return Array.from(
-          { length: (set.spec as { replicas: number }).replicas },
-          (_, ordinal) => `s${shard}n${ordinal}`,
-        );
+        return Array.from({ length: (set.spec as { replicas: number }).replicas }, (_, ordinal) => `s${shard}n${ordinal}`);
       })
       .sort(),
     readers: replicasOf('reader'),

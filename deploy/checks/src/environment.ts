@@ -4,8 +4,7 @@ import type { z } from 'zod';
 export const serviceNames = Object.keys(serviceEnvironments) as ServiceName[];
 
 function shapeOf(service: ServiceName): Record<string, z.ZodType> {
-  return (serviceEnvironments[service].schema as unknown as { shape: Record<string, z.ZodType> })
-    .shape;
+  return (serviceEnvironments[service].schema as unknown as { shape: Record<string, z.ZodType> }).shape;
 }
 
 export function knownKeys(service: ServiceName): string[] {
@@ -29,23 +28,14 @@ export interface EnvironmentProblems {
  * know, every required key present, and the values (with secrets and interpolations
  * replaced by sample values by the caller) accepted by the schema.
  */
-export function checkEnvironment(
-  service: ServiceName,
-  environment: Record<string, string>,
-): EnvironmentProblems {
+export function checkEnvironment(service: ServiceName, environment: Record<string, string>): EnvironmentProblems {
   const known = new Set(knownKeys(service));
   const unknown = Object.keys(environment).filter((key) => !known.has(key));
-  const missing = requiredKeys(service).filter(
-    (key) => environment[key] === undefined || environment[key] === '',
-  );
+  const missing = requiredKeys(service).filter((key) => environment[key] === undefined || environment[key] === '');
   const parsed = serviceEnvironments[service].schema.safeParse(
-    Object.fromEntries(
-      Object.entries(environment).filter(([key, value]) => known.has(key) && value !== ''),
-    ),
+    Object.fromEntries(Object.entries(environment).filter(([key, value]) => known.has(key) && value !== '')),
   );
-  const invalid = parsed.success
-    ? []
-    : parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+  const invalid = parsed.success ? [] : parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
   return { unknown, missing, invalid };
 }
 
@@ -62,9 +52,7 @@ export const migrateScript = 'dist/libs/db/src/migrate.cli.js';
 /** The shortener image of a service, whatever registry and tag an overlay gives it. */
 export function serviceOfImage(image: string): ServiceName | undefined {
   const match = /(?:^|\/)shortener\/([a-z-]+)(?::[^/@]+)?(?:@.+)?$/.exec(image);
-  return match && (serviceNames as string[]).includes(match[1])
-    ? (match[1] as ServiceName)
-    : undefined;
+  return match && (serviceNames as string[]).includes(match[1]) ? (match[1] as ServiceName) : undefined;
 }
 
 export interface ShardNode {

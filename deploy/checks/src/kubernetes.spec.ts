@@ -1,26 +1,13 @@
 import { Topics } from '@shortener/contracts';
 import { clone, listYamlFiles, loadYamlFile } from './files';
 import { typeCheckObjects, validateAgainstSchema } from './kubernetes';
-import {
-  containersOf,
-  isKustomizationFile,
-  kustomizationRoots,
-  overlays,
-  renderKustomization,
-  strategicMerge,
-  type KubernetesObject,
-} from './kustomize';
+import { containersOf, isKustomizationFile, kustomizationRoots, overlays, renderKustomization, strategicMerge, type KubernetesObject } from './kustomize';
 
 // Generous: CI runs these beside builds and a whole stack on two cores.
 jest.setTimeout(120_000);
 
 describe('Kubernetes manifests', () => {
-  const rendered = Object.fromEntries(
-    kustomizationRoots.map((root) => [
-      root,
-      renderKustomization(root, { allowExampleEnvFiles: true }),
-    ]),
-  );
+  const rendered = Object.fromEntries(kustomizationRoots.map((root) => [root, renderKustomization(root, { allowExampleEnvFiles: true })]));
 
   it.each(kustomizationRoots)('%s renders', (root) => {
     expect(rendered[root].objects.length).toBeGreaterThan(20);
@@ -32,18 +19,15 @@ describe('Kubernetes manifests', () => {
     expect(stray).toEqual([]);
   });
 
-  it.each(kustomizationRoots)(
-    'every object of %s is valid against the Kubernetes schemas',
-    (root) => {
-      const problems = rendered[root].objects
-        .map((object) => ({
-          object: `${object.kind}/${object.metadata.name}`,
-          problems: validateAgainstSchema(object),
-        }))
-        .filter((entry) => entry.problems.length > 0);
-      expect(problems).toEqual([]);
-    },
-  );
+  it.each(kustomizationRoots)('every object of %s is valid against the Kubernetes schemas', (root) => {
+    const problems = rendered[root].objects
+      .map((object) => ({
+        object: `${object.kind}/${object.metadata.name}`,
+        problems: validateAgainstSchema(object),
+      }))
+      .filter((entry) => entry.problems.length > 0);
+    expect(problems).toEqual([]);
+  });
 
   it.each(kustomizationRoots)('no object of %s has an unknown or mistyped field', (root) => {
     const objects = rendered[root].objects;
@@ -60,9 +44,7 @@ describe('Kubernetes manifests', () => {
     for (const file of listYamlFiles('k8s').filter((name) => !isKustomizationFile(name))) {
       for (const document of loadYamlFile(file) as KubernetesObject[]) {
         // Patches are partial objects: schema-valid, but they may lack required fields.
-        const problems = validateAgainstSchema(document).filter(
-          (problem) => !/must have required property/.test(problem),
-        );
+        const problems = validateAgainstSchema(document).filter((problem) => !/must have required property/.test(problem));
         expect({ file, kind: document.kind, problems }).toEqual({
           file,
           kind: document.kind,
@@ -78,8 +60,7 @@ describe('Kubernetes manifests', () => {
     const container = containersOf(deployment)[0] as unknown as Record<string, unknown>;
 
     const typo = clone(deployment);
-    (containersOf(typo)[0] as unknown as Record<string, unknown>).livenessProb =
-      container.livenessProbe;
+    (containersOf(typo)[0] as unknown as Record<string, unknown>).livenessProb = container.livenessProbe;
     expect(typeCheckObjects([typo])[0].join('\n')).toMatch(/livenessProb/);
 
     const wrongType = clone(deployment);
@@ -90,9 +71,9 @@ describe('Kubernetes manifests', () => {
     delete (noSelector.spec as Record<string, unknown>).selector;
     expect(validateAgainstSchema(noSelector).join('\n')).toMatch(/selector/);
 
-    expect(
-      validateAgainstSchema({ apiVersion: 'apps/v1', kind: 'Deploymnet', metadata: { name: 'x' } }),
-    ).toEqual(['unknown apiVersion/kind: apps/v1/Deploymnet']);
+    expect(validateAgainstSchema({ apiVersion: 'apps/v1', kind: 'Deploymnet', metadata: { name: 'x' } })).toEqual([
+      'unknown apiVersion/kind: apps/v1/Deploymnet',
+    ]);
   });
 
   it('renders the overlays: namespace, images, replicas, patches, generated Secret', () => {
@@ -105,38 +86,21 @@ describe('Kubernetes manifests', () => {
             namespace: 'shortener',
           });
       }
-      expect(
-        objects.find(
-          (object) => object.kind === 'Secret' && object.metadata.name === 'shortener-secrets',
-        ),
-      ).toBeDefined();
+      expect(objects.find((object) => object.kind === 'Secret' && object.metadata.name === 'shortener-secrets')).toBeDefined();
     }
     const production = rendered['k8s/overlays/production'].objects;
-    const gateway = production.find(
-      (object) => object.kind === 'Deployment' && object.metadata.name === 'gateway',
-    )!;
+    const gateway = production.find((object) => object.kind === 'Deployment' && object.metadata.name === 'gateway')!;
     expect(containersOf(gateway)[0].image).toBe('registry.example.com/shortener/gateway:0.1.0');
     expect((gateway.spec as { replicas: number }).replicas).toBe(3);
-    expect(containersOf(gateway)[0].env).toEqual(
-      expect.arrayContaining([{ name: 'PUBLIC_BASE_URL', value: 'https://sho.example.com' }]),
-    );
-    expect(
-      production.find((object) => object.kind === 'Service' && object.metadata.name === 'gateway')!
-        .spec,
-    ).toMatchObject({ type: 'LoadBalancer' });
+    expect(containersOf(gateway)[0].env).toEqual(expect.arrayContaining([{ name: 'PUBLIC_BASE_URL', value: 'https://sho.example.com' }]));
+    expect(production.find((object) => object.kind === 'Service' && object.metadata.name === 'gateway')!.spec).toMatchObject({ type: 'LoadBalancer' });
     expect(rendered['k8s/overlays/production'].notes.join('\n')).toMatch(/secrets\.env/);
     const local = rendered['k8s/overlays/local'].objects;
-    expect(
-      containersOf(
-        local.find((object) => object.kind === 'Deployment' && object.metadata.name === 'reader')!,
-      )[0].image,
-    ).toBe('shortener/reader:local');
+    expect(containersOf(local.find((object) => object.kind === 'Deployment' && object.metadata.name === 'reader')!)[0].image).toBe('shortener/reader:local');
   });
 
   it('creates every Kafka topic of libs/contracts in the kafka-topics Job', () => {
-    const job = rendered['k8s/base'].objects.find(
-      (object) => object.kind === 'Job' && object.metadata.name === 'kafka-topics',
-    )!;
+    const job = rendered['k8s/base'].objects.find((object) => object.kind === 'Job' && object.metadata.name === 'kafka-topics')!;
     const script = (containersOf(job)[0].args ?? []).join('\n');
     for (const topic of Object.values(Topics)) expect(script).toContain(`--topic ${topic} `);
     expect(script).toMatch(/--topic cluster\.topology --partitions 1 .*cleanup\.policy=compact/);

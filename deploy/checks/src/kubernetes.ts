@@ -16,11 +16,7 @@ const modelsRoot = dirname(require.resolve('kubernetes-models/package.json'));
 
 function modelModule(object: { apiVersion?: unknown; kind?: unknown }): string | undefined {
   if (typeof object.apiVersion !== 'string' || typeof object.kind !== 'string') return undefined;
-  if (
-    !/^[A-Za-z0-9.-]+(\/[A-Za-z0-9]+)?$/.test(object.apiVersion) ||
-    !/^[A-Za-z]+$/.test(object.kind)
-  )
-    return undefined;
+  if (!/^[A-Za-z0-9.-]+(\/[A-Za-z0-9]+)?$/.test(object.apiVersion) || !/^[A-Za-z]+$/.test(object.kind)) return undefined;
   const path = `${object.apiVersion}/${object.kind}`;
   return existsSync(join(modelsRoot, `${path}.js`)) ? path : undefined;
 }
@@ -34,10 +30,7 @@ export function validateAgainstSchema(object: unknown): string[] {
   const candidate = object as KubernetesObject;
   const module = modelModule(candidate ?? {});
   if (!module) return [`unknown apiVersion/kind: ${candidate?.apiVersion}/${candidate?.kind}`];
-  const exported = require(`kubernetes-models/${module}`) as Record<
-    string,
-    new (data: unknown) => Model
-  >;
+  const exported = require(`kubernetes-models/${module}`) as Record<string, new (data: unknown) => Model>;
   const Model = exported[candidate.kind];
   try {
     new Model(candidate).validate();
@@ -82,27 +75,17 @@ export function typeCheckObjects(objects: unknown[]): string[][] {
   const host = ts.createCompilerHost(options);
   const getSourceFile = host.getSourceFile.bind(host);
   host.getSourceFile = (name, language, onError, create) =>
-    name === fileName
-      ? ts.createSourceFile(name, source, language)
-      : getSourceFile(name, language, onError, create);
+    name === fileName ? ts.createSourceFile(name, source, language) : getSourceFile(name, language, onError, create);
   const fileExists = host.fileExists.bind(host);
   host.fileExists = (name) => name === fileName || fileExists(name);
   const readFile = host.readFile.bind(host);
   host.readFile = (name) => (name === fileName ? source : readFile(name));
   const program = ts.createProgram([fileName], options, host);
   const sourceFile = program.getSourceFile(fileName)!;
-  for (const diagnostic of [
-    ...program.getSyntacticDiagnostics(sourceFile),
-    ...program.getSemanticDiagnostics(sourceFile),
-  ]) {
-    const line =
-      diagnostic.start === undefined
-        ? 0
-        : sourceFile.getLineAndCharacterOfPosition(diagnostic.start).line;
+  for (const diagnostic of [...program.getSyntacticDiagnostics(sourceFile), ...program.getSemanticDiagnostics(sourceFile)]) {
+    const line = diagnostic.start === undefined ? 0 : sourceFile.getLineAndCharacterOfPosition(diagnostic.start).line;
     const owner = owners[line] ?? 0;
-    problems[owner].push(
-      `${ts.flattenDiagnosticMessageText(diagnostic.messageText, ' ')} (line ${lines[line]?.trim()})`,
-    );
+    problems[owner].push(`${ts.flattenDiagnosticMessageText(diagnostic.messageText, ' ')} (line ${lines[line]?.trim()})`);
   }
   return problems;
 }

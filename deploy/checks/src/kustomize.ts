@@ -111,24 +111,15 @@ function readDocuments(path: string, files: string[]): unknown[] {
   return parseYamlDocuments(readFileSync(path, 'utf8'), relative(repoRoot, path));
 }
 
-function render(
-  folder: string,
-  options: RenderOptions,
-  files: string[],
-  notes: string[],
-): KubernetesObject[] {
-  const file = ['kustomization.yaml', 'kustomization.yml', 'Kustomization']
-    .map((name) => join(folder, name))
-    .find(existsSync);
+function render(folder: string, options: RenderOptions, files: string[], notes: string[]): KubernetesObject[] {
+  const file = ['kustomization.yaml', 'kustomization.yml', 'Kustomization'].map((name) => join(folder, name)).find(existsSync);
   if (!file) throw new Error(`${relative(repoRoot, folder)}: no kustomization.yaml`);
   const [kustomization] = readDocuments(file, files) as [Kustomization];
   const where = relative(repoRoot, file);
   for (const field of Object.keys(kustomization)) {
-    if (!supportedFields.has(field))
-      throw new Error(`${where}: field "${field}" is not supported by the checks' renderer`);
+    if (!supportedFields.has(field)) throw new Error(`${where}: field "${field}" is not supported by the checks' renderer`);
   }
-  if (kustomization.kind && kustomization.kind !== 'Kustomization')
-    throw new Error(`${where}: kind must be Kustomization`);
+  if (kustomization.kind && kustomization.kind !== 'Kustomization') throw new Error(`${where}: kind must be Kustomization`);
 
   let objects: KubernetesObject[] = [];
   for (const entry of kustomization.resources ?? []) {
@@ -145,28 +136,18 @@ function render(
   ] as const) {
     for (const generator of generators) {
       if (!hashless && generator.options?.disableNameSuffixHash !== true) {
-        throw new Error(
-          `${where}: generator ${generator.name} needs disableNameSuffixHash (name hashes are not rendered here)`,
-        );
+        throw new Error(`${where}: generator ${generator.name} needs disableNameSuffixHash (name hashes are not rendered here)`);
       }
       objects.push(generate(kind, generator, folder, where, options, files, notes));
     }
   }
 
   for (const entry of kustomization.patches ?? []) {
-    const documents = entry.path
-      ? readDocuments(join(folder, entry.path), files)
-      : parseYamlDocuments(entry.patch ?? '', `${where} inline patch`);
-    if (documents.length !== 1)
-      throw new Error(`${where}: patch ${entry.path ?? '(inline)'} must hold exactly one document`);
+    const documents = entry.path ? readDocuments(join(folder, entry.path), files) : parseYamlDocuments(entry.patch ?? '', `${where} inline patch`);
+    if (documents.length !== 1) throw new Error(`${where}: patch ${entry.path ?? '(inline)'} must hold exactly one document`);
     const patch = documents[0] as KubernetesObject;
-    const index = objects.findIndex(
-      (object) => object.kind === patch.kind && object.metadata.name === patch.metadata?.name,
-    );
-    if (index < 0)
-      throw new Error(
-        `${where}: patch ${entry.path ?? '(inline)'} targets ${patch.kind}/${patch.metadata?.name}, which does not exist`,
-      );
+    const index = objects.findIndex((object) => object.kind === patch.kind && object.metadata.name === patch.metadata?.name);
+    if (index < 0) throw new Error(`${where}: patch ${entry.path ?? '(inline)'} targets ${patch.kind}/${patch.metadata?.name}, which does not exist`);
     objects[index] = strategicMerge(objects[index], patch, []) as KubernetesObject;
   }
 
@@ -182,11 +163,7 @@ function render(
   }
 
   for (const { name, count } of kustomization.replicas ?? []) {
-    const target = objects.find(
-      (object) =>
-        ['Deployment', 'StatefulSet', 'ReplicaSet'].includes(object.kind) &&
-        object.metadata.name === name,
-    );
+    const target = objects.find((object) => ['Deployment', 'StatefulSet', 'ReplicaSet'].includes(object.kind) && object.metadata.name === name);
     if (!target) throw new Error(`${where}: replicas for ${name}, which does not exist`);
     (target.spec as { replicas?: number }).replicas = count;
   }
@@ -197,8 +174,8 @@ function render(
       if (clusterScoped.has(object.kind)) return object;
       const copy: KubernetesObject = { ...object, metadata: { ...object.metadata, namespace } };
       if (object.kind === 'RoleBinding' || object.kind === 'ClusterRoleBinding') {
-        copy.subjects = ((object.subjects as { kind: string; namespace?: string }[]) ?? []).map(
-          (subject) => (subject.kind === 'ServiceAccount' ? { ...subject, namespace } : subject),
+        copy.subjects = ((object.subjects as { kind: string; namespace?: string }[]) ?? []).map((subject) =>
+          subject.kind === 'ServiceAccount' ? { ...subject, namespace } : subject,
         );
       }
       return copy;
@@ -206,10 +183,7 @@ function render(
   }
 
   for (const label of kustomization.labels ?? []) {
-    if (label.includeSelectors)
-      throw new Error(
-        `${where}: labels with includeSelectors are not supported by the checks' renderer`,
-      );
+    if (label.includeSelectors) throw new Error(`${where}: labels with includeSelectors are not supported by the checks' renderer`);
     for (const object of objects) {
       object.metadata.labels = { ...(object.metadata.labels ?? {}), ...label.pairs };
       const template = podTemplateOf(object);
@@ -237,10 +211,7 @@ function generate(
   for (const entry of generator.files ?? []) {
     const [key, path] = entry.includes('=') ? entry.split('=', 2) : [basename(entry), entry];
     const full = join(folder, path);
-    if (relative(folder, full).startsWith('..'))
-      throw new Error(
-        `${where}: ${entry} is outside the kustomization's folder (kustomize refuses it)`,
-      );
+    if (relative(folder, full).startsWith('..')) throw new Error(`${where}: ${entry} is outside the kustomization's folder (kustomize refuses it)`);
     files.push(relative(repoRoot, full));
     data[key] = readFileSync(full, 'utf8');
   }
@@ -251,9 +222,7 @@ function generate(
   for (const entry of generator.envs ?? []) {
     let path = join(folder, entry);
     if (!existsSync(path) && options.allowExampleEnvFiles && existsSync(`${path}.example`)) {
-      notes.push(
-        `${relative(repoRoot, path)} does not exist (it is not committed): read ${relative(repoRoot, path)}.example instead`,
-      );
+      notes.push(`${relative(repoRoot, path)} does not exist (it is not committed): read ${relative(repoRoot, path)}.example instead`);
       path = `${path}.example`;
     }
     files.push(relative(repoRoot, path));
@@ -261,24 +230,20 @@ function generate(
       const trimmed = line.trim();
       if (!trimmed || trimmed.startsWith('#')) continue;
       const separator = trimmed.indexOf('=');
-      if (separator < 1)
-        throw new Error(`${relative(repoRoot, path)}: "${trimmed}" is not KEY=value`);
+      if (separator < 1) throw new Error(`${relative(repoRoot, path)}: "${trimmed}" is not KEY=value`);
       data[trimmed.slice(0, separator)] = trimmed.slice(separator + 1);
     }
   }
   const metadata = { name: generator.name };
   if (kind === 'ConfigMap') return { apiVersion: 'v1', kind, metadata, data };
-  const encoded = Object.fromEntries(
-    Object.entries(data).map(([key, value]) => [key, Buffer.from(value).toString('base64')]),
-  );
+  const encoded = Object.fromEntries(Object.entries(data).map(([key, value]) => [key, Buffer.from(value).toString('base64')]));
   return { apiVersion: 'v1', kind, metadata, type: generator.type ?? 'Opaque', data: encoded };
 }
 
 /** Merge keys of the lists that strategic merge patches merge item by item. */
 function mergeKeyOf(path: string[], items: unknown[]): string | undefined {
   const parent = path[path.length - 1];
-  const sample = items.find((item) => item && typeof item === 'object') as
-    Record<string, unknown> | undefined;
+  const sample = items.find((item) => item && typeof item === 'object') as Record<string, unknown> | undefined;
   if (!sample) return undefined;
   switch (parent) {
     case 'containers':
@@ -298,12 +263,8 @@ function mergeKeyOf(path: string[], items: unknown[]): string | undefined {
 
 export function strategicMerge(base: unknown, patch: unknown, path: string[]): unknown {
   if (patch && typeof patch === 'object' && !Array.isArray(patch)) {
-    if ('$patch' in patch)
-      throw new Error(
-        `$patch directives are not supported by the checks' renderer (${path.join('.')})`,
-      );
-    const result: Record<string, unknown> =
-      base && typeof base === 'object' && !Array.isArray(base) ? { ...(base as object) } : {};
+    if ('$patch' in patch) throw new Error(`$patch directives are not supported by the checks' renderer (${path.join('.')})`);
+    const result: Record<string, unknown> = base && typeof base === 'object' && !Array.isArray(base) ? { ...(base as object) } : {};
     for (const [key, value] of Object.entries(patch)) {
       if (value === null) delete result[key];
       else result[key] = strategicMerge(result[key], value, [...path, key]);
@@ -315,9 +276,7 @@ export function strategicMerge(base: unknown, patch: unknown, path: string[]): u
     if (!key) return clone(patch);
     const result = [...base];
     for (const item of patch as Record<string, unknown>[]) {
-      const index = result.findIndex(
-        (existing) => (existing as Record<string, unknown>)[key] === item[key],
-      );
+      const index = result.findIndex((existing) => (existing as Record<string, unknown>)[key] === item[key]);
       if (index >= 0) result[index] = strategicMerge(result[index], item, path);
       else result.push(clone(item));
     }
@@ -367,13 +326,10 @@ export interface PodSpec {
 }
 
 export function podTemplateOf(object: KubernetesObject): PodTemplate | undefined {
-  const spec = object.spec as
-    { template?: PodTemplate; jobTemplate?: { spec: { template: PodTemplate } } } | undefined;
+  const spec = object.spec as { template?: PodTemplate; jobTemplate?: { spec: { template: PodTemplate } } } | undefined;
   if (!spec) return undefined;
   if (object.kind === 'CronJob') return spec.jobTemplate?.spec.template;
-  return ['Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet', 'Job'].includes(object.kind)
-    ? spec.template
-    : undefined;
+  return ['Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet', 'Job'].includes(object.kind) ? spec.template : undefined;
 }
 
 export function containersOf(object: KubernetesObject): Container[] {
@@ -385,17 +341,12 @@ export function splitImage(image: string): { name: string; tag?: string } {
   const at = image.indexOf('@');
   const withoutDigest = at >= 0 ? image.slice(0, at) : image;
   const colon = withoutDigest.lastIndexOf(':');
-  if (colon > withoutDigest.lastIndexOf('/'))
-    return { name: withoutDigest.slice(0, colon), tag: withoutDigest.slice(colon + 1) };
+  if (colon > withoutDigest.lastIndexOf('/')) return { name: withoutDigest.slice(0, colon), tag: withoutDigest.slice(colon + 1) };
   return { name: withoutDigest };
 }
 
 export const overlaysFolder = 'k8s/overlays';
-export const kustomizationRoots = [
-  'k8s/base',
-  `${overlaysFolder}/local`,
-  `${overlaysFolder}/production`,
-];
+export const kustomizationRoots = ['k8s/base', `${overlaysFolder}/local`, `${overlaysFolder}/production`];
 export const overlays = [`${overlaysFolder}/local`, `${overlaysFolder}/production`];
 
 export function isKustomizationFile(file: string): boolean {

@@ -1,13 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoPath } from './files';
@@ -62,12 +54,7 @@ mkdir -p "$dir"; echo 15 >"$dir/PG_VERSION"; echo "primary_conninfo = 'from-base
   });
   afterEach(() => rmSync(work, { recursive: true, force: true }));
 
-  const run = (
-    hostname: string,
-    roles: Record<string, 't' | 'f'>,
-    setup?: (pgdata: string) => void,
-    extra: Record<string, string> = {},
-  ) => {
+  const run = (hostname: string, roles: Record<string, 't' | 'f'>, setup?: (pgdata: string) => void, extra: Record<string, string> = {}) => {
     const pgdata = join(work, 'pgdata');
     mkdirSync(pgdata, { recursive: true });
     setup?.(pgdata);
@@ -88,9 +75,7 @@ mkdir -p "$dir"; echo 15 >"$dir/PG_VERSION"; echo "primary_conninfo = 'from-base
       },
     });
     const log = existsSync(calls) ? readFileSync(calls, 'utf8') : '';
-    const autoConf = existsSync(join(pgdata, 'postgresql.auto.conf'))
-      ? readFileSync(join(pgdata, 'postgresql.auto.conf'), 'utf8')
-      : '';
+    const autoConf = existsSync(join(pgdata, 'postgresql.auto.conf')) ? readFileSync(join(pgdata, 'postgresql.auto.conf'), 'utf8') : '';
     return {
       status: result.status,
       stderr: result.stderr,
@@ -101,10 +86,7 @@ mkdir -p "$dir"; echo 15 >"$dir/PG_VERSION"; echo "primary_conninfo = 'from-base
   };
   const primaryData = (pgdata: string) => {
     writeFileSync(join(pgdata, 'PG_VERSION'), '15');
-    writeFileSync(
-      join(pgdata, 'postgresql.auto.conf'),
-      "synchronous_standby_names = 'ANY 1 (s0n0, s0n1, s0n2)'\n",
-    );
+    writeFileSync(join(pgdata, 'postgresql.auto.conf'), "synchronous_standby_names = 'ANY 1 (s0n0, s0n1, s0n2)'\n");
   };
 
   it('initialises index 0 when no peer is a primary', () => {
@@ -121,9 +103,7 @@ mkdir -p "$dir"; echo 15 >"$dir/PG_VERSION"; echo "primary_conninfo = 'from-base
       /pg_basebackup -D \S+ -X stream -R -C -S s0n2 -c fast -d host=s0n0 port=5432 user=postgres password=secret application_name=s0n2/,
     );
     expect(result.autoConf).not.toContain('from-basebackup');
-    expect(result.autoConf).toContain(
-      "primary_conninfo = 'host=s0n0 port=5432 user=postgres password=secret application_name=s0n2'",
-    );
+    expect(result.autoConf).toContain("primary_conninfo = 'host=s0n0 port=5432 user=postgres password=secret application_name=s0n2'");
     expect(result.autoConf).toContain("primary_slot_name = 's0n2'");
     expect(result.standby).toBe(true);
     expect(result.log.trim().split('\n').pop()).toBe('start postgres');
@@ -132,15 +112,9 @@ mkdir -p "$dir"; echo 15 >"$dir/PG_VERSION"; echo "primary_conninfo = 'from-base
   it('rewinds a failed-over primary from the new primary and starts it as a replica', () => {
     const result = run('s0n0', { s0n1: 'f', s0n2: 't' }, primaryData);
     expect(result.status).toBe(0);
-    expect(result.log).toMatch(
-      /pg_rewind -D \S+ -R --source-server=host=s0n1 port=5432 user=postgres password=secret application_name=s0n0 dbname=postgres/,
-    );
-    expect(result.log).toMatch(
-      /psql s0n1 SELECT pg_create_physical_replication_slot\('s0n0', true\)/,
-    );
-    expect(result.autoConf).toContain(
-      "primary_conninfo = 'host=s0n1 port=5432 user=postgres password=secret application_name=s0n0'",
-    );
+    expect(result.log).toMatch(/pg_rewind -D \S+ -R --source-server=host=s0n1 port=5432 user=postgres password=secret application_name=s0n0 dbname=postgres/);
+    expect(result.log).toMatch(/psql s0n1 SELECT pg_create_physical_replication_slot\('s0n0', true\)/);
+    expect(result.autoConf).toContain("primary_conninfo = 'host=s0n1 port=5432 user=postgres password=secret application_name=s0n0'");
     expect(result.standby).toBe(true);
   });
 

@@ -27,8 +27,6 @@ describe('YAML under docker/ and k8s/', () => {
     expect(() => parseYamlDocuments('a: 1\n  b: 2\n', 'bad.yaml')).toThrow(/bad\.yaml/);
     expect(() => parseYamlDocuments('a: 1\na: 2\n', 'duplicate.yaml')).toThrow(/duplicate\.yaml/);
     expect(() => parseYamlDocuments('a: *nowhere\n', 'alias.yaml')).toThrow(/alias\.yaml/);
-    expect(() => parseYamlDocuments('kind: A\n---\nkind: [B\n', 'second.yaml')).toThrow(
-      /second\.yaml/,
-    );
+    expect(() => parseYamlDocuments('kind: A\n---\nkind: [B\n', 'second.yaml')).toThrow(/second\.yaml/);
   });
 });

@@ -84,18 +84,8 @@ export class LinkCache {
 
   /** Stores the entry unless a newer version is already cached; true if written. */
   async put(code: string, entry: CacheEntry): Promise<boolean> {
-    const ttl =
-      entry.kind === 'link'
-        ? this.linkTtl(entry.expiresAt)
-        : entry.kind === 'gone'
-          ? this.ttls.goneSeconds
-          : this.ttls.unknownSeconds;
-    const written = await this.redis.setIfNotOlder(
-      CacheKeys.link(code),
-      encodeCacheEntry(entry),
-      String(cacheEntryVersion(entry)),
-      String(ttl),
-    );
+    const ttl = entry.kind === 'link' ? this.linkTtl(entry.expiresAt) : entry.kind === 'gone' ? this.ttls.goneSeconds : this.ttls.unknownSeconds;
+    const written = await this.redis.setIfNotOlder(CacheKeys.link(code), encodeCacheEntry(entry), String(cacheEntryVersion(entry)), String(ttl));
     return written === 1;
   }
 

@@ -88,9 +88,7 @@ const database = {
   PG_DATABASE: z.string().min(1).default('shortener'),
 };
 
-const redisUrl = z
-  .string()
-  .regex(/^rediss?:\/\/[^\s]+$/, 'expected redis://host:port');
+const redisUrl = z.string().regex(/^rediss?:\/\/[^\s]+$/, 'expected redis://host:port');
 
 const rpc = {
   RPC_HOST: z.string().min(1).default('127.0.0.1'),

@@ -1,9 +1,4 @@
-import {
-  gatewayEnvironmentSchema,
-  InvalidEnvironmentError,
-  validateEnvironment,
-  writerEnvironmentSchema,
-} from './index';
+import { gatewayEnvironmentSchema, InvalidEnvironmentError, validateEnvironment, writerEnvironmentSchema } from './index';
 
 const shardNodes = JSON.stringify([
   { id: 0, nodes: [{ name: 's0n0', host: '127.0.0.1', port: 16400 }] },
@@ -55,12 +50,8 @@ describe('validateEnvironment', () => {
   });
 
   it('rejects a non-JSON SHARD_NODES and an unknown replication mode', () => {
-    expect(() =>
-      validateEnvironment(writerEnvironmentSchema, { ...writerEnv, SHARD_NODES: 'shard0=...' }),
-    ).toThrow(/SHARD_NODES: must be JSON/);
-    expect(() =>
-      validateEnvironment(writerEnvironmentSchema, { ...writerEnv, REPLICATION_MODE: 'sync' }),
-    ).toThrow(/REPLICATION_MODE/);
+    expect(() => validateEnvironment(writerEnvironmentSchema, { ...writerEnv, SHARD_NODES: 'shard0=...' })).toThrow(/SHARD_NODES: must be JSON/);
+    expect(() => validateEnvironment(writerEnvironmentSchema, { ...writerEnv, REPLICATION_MODE: 'sync' })).toThrow(/REPLICATION_MODE/);
   });
 
   it('requires a long admin token and a list of readers at the gateway', () => {

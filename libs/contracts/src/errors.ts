@@ -3,15 +3,7 @@
  * mapped to problem+json at the gateway by kind alone.
  */
 export type DomainErrorKind =
-  | 'validation'
-  | 'unauthorized'
-  | 'forbidden'
-  | 'not-found'
-  | 'gone'
-  | 'conflict'
-  | 'idempotency-mismatch'
-  | 'shard-unavailable'
-  | 'dependency-unavailable';
+  'validation' | 'unauthorized' | 'forbidden' | 'not-found' | 'gone' | 'conflict' | 'idempotency-mismatch' | 'shard-unavailable' | 'dependency-unavailable';
 
 export interface FieldError {
   field: string;

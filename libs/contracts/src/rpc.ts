@@ -55,9 +55,7 @@ export interface LinkDetails {
 
 /** A reader's answer for a redirect: `url` and `redirectType` only when it can be followed. */
 export type Resolution =
-  | { status: 'found'; url: string; redirectType: RedirectTypeValue; expiresAt: number | null }
-  | { status: 'gone' }
-  | { status: 'unknown' };
+  { status: 'found'; url: string; redirectType: RedirectTypeValue; expiresAt: number | null } | { status: 'gone' } | { status: 'unknown' };
 
 export interface NodeHealth {
   name: string;

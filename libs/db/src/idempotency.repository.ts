@@ -55,9 +55,7 @@ export const IdempotencyRepository = {
   },
 
   async purgeExpired(node: Pool): Promise<number> {
-    const { rowCount } = await node.query(
-      `DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => ${IDEMPOTENCY_WINDOW_HOURS})`,
-    );
+    const { rowCount } = await node.query(`DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => ${IDEMPOTENCY_WINDOW_HOURS})`);
     return rowCount ?? 0;
   },
 };

@@ -85,11 +85,7 @@ export const LinkRepository = {
    * distinct. Answers by position: null where the code exists (also as a tombstone),
    * and then nothing is written for it.
    */
-  async insertManyWithEvents(
-    node: Queryable,
-    links: NewLink[],
-    events: { topic: string; payload: object }[],
-  ): Promise<(LinkRow | null)[]> {
+  async insertManyWithEvents(node: Queryable, links: NewLink[], events: { topic: string; payload: object }[]): Promise<(LinkRow | null)[]> {
     const { rows } = await node.query<RawLink>({
       name: 'links-insert-many-with-events',
       text: `/* writer:links.insert-many-with-events */ WITH input AS (
@@ -165,10 +161,7 @@ export const LinkRepository = {
   },
 
   /** Locks the row for a change and returns what the credential check needs. */
-  async lockForChange(
-    client: PoolClient,
-    code: string,
-  ): Promise<{ manageTokenHash: Buffer; deleted: boolean } | null> {
+  async lockForChange(client: PoolClient, code: string): Promise<{ manageTokenHash: Buffer; deleted: boolean } | null> {
     const { rows } = await client.query<{ manage_token_hash: Buffer; deleted: boolean }>({
       name: 'links-lock',
       text: `/* writer:links.lock */ SELECT manage_token_hash, deleted_at IS NOT NULL AS deleted
@@ -187,14 +180,7 @@ export const LinkRepository = {
                redirect_type = coalesce($6, redirect_type),
                updated_at = ${NEXT_VERSION}
              WHERE code = $1 RETURNING ${COLUMNS}`,
-      values: [
-        code,
-        change.url !== undefined,
-        change.url ?? null,
-        change.expiresAt !== undefined,
-        change.expiresAt ?? null,
-        change.redirectType ?? null,
-      ],
+      values: [code, change.url !== undefined, change.url ?? null, change.expiresAt !== undefined, change.expiresAt ?? null, change.redirectType ?? null],
     });
     return toLink(rows[0]);
   },

@@ -30,19 +30,14 @@ export const NodeAdmin = {
 
   async setSynchronousStandbyNames(pool: Pool, value: string): Promise<void> {
     // ALTER SYSTEM takes no parameters: format() quotes the value as a literal.
-    const { rows } = await pool.query<{ sql: string }>(
-      "SELECT format('ALTER SYSTEM SET synchronous_standby_names = %L', $1::text) AS sql",
-      [value],
-    );
+    const { rows } = await pool.query<{ sql: string }>("SELECT format('ALTER SYSTEM SET synchronous_standby_names = %L', $1::text) AS sql", [value]);
     await pool.query(rows[0].sql);
     await pool.query('SELECT pg_reload_conf()');
   },
 
   /** Refuses new write transactions on the node (planned switchover: writes pause here). */
   async setReadOnly(pool: Pool, readOnly: boolean): Promise<void> {
-    await pool.query(
-      readOnly ? 'ALTER SYSTEM SET default_transaction_read_only = on' : 'ALTER SYSTEM RESET default_transaction_read_only',
-    );
+    await pool.query(readOnly ? 'ALTER SYSTEM SET default_transaction_read_only = on' : 'ALTER SYSTEM RESET default_transaction_read_only');
     await pool.query('SELECT pg_reload_conf()');
   },
 
@@ -94,8 +89,6 @@ export const NodeAdmin = {
 
 /** Replaces host and port in a libpq key=value connection string, keeping everything else. */
 export function withHostAndPort(conninfo: string, host: string, port: number): string {
-  const kept = conninfo
-    .split(/\s+(?=[a-z_]+=)/)
-    .filter((part) => part && !/^(host|hostaddr|port)=/.test(part));
+  const kept = conninfo.split(/\s+(?=[a-z_]+=)/).filter((part) => part && !/^(host|hostaddr|port)=/.test(part));
   return [`host=${host}`, `port=${port}`, ...kept].join(' ');
 }

@@ -21,10 +21,7 @@ export const OutboxRepository = {
 
   /** Inside a transaction: false when another relay holds this shard's outbox. */
   async tryLockRelay(client: PoolClient): Promise<boolean> {
-    const { rows } = await client.query<{ locked: boolean }>(
-      'SELECT pg_try_advisory_xact_lock($1) AS locked',
-      [RELAY_LOCK],
-    );
+    const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [RELAY_LOCK]);
     return rows[0].locked;
   },
 

@@ -12,12 +12,16 @@ const topology = initialTopology(
 );
 
 function pools() {
-  const nodes = new NodePools(topology.nodes, { user: 'u', password: 'p', database: 'd' }, {
-    max: 1,
-    connectTimeoutMs: 100,
-    statementTimeoutMs: 100,
-    applicationName: 'spec',
-  });
+  const nodes = new NodePools(
+    topology.nodes,
+    { user: 'u', password: 'p', database: 'd' },
+    {
+      max: 1,
+      connectTimeoutMs: 100,
+      statementTimeoutMs: 100,
+      applicationName: 'spec',
+    },
+  );
   return { nodes, shardPools: new ShardPools(nodes, topology) };
 }
 
@@ -72,8 +76,8 @@ describe('parseLsn', () => {
 describe('withHostAndPort', () => {
   it('swaps the address and keeps the rest of a conninfo', () => {
     const { withHostAndPort } = jest.requireActual('./node-admin');
-    expect(
-      withHostAndPort("user=postgres passfile='/s/pg/.pgpass' host=127.0.0.1 port=16400 application_name=s0n1", '127.0.0.1', 16402),
-    ).toBe("host=127.0.0.1 port=16402 user=postgres passfile='/s/pg/.pgpass' application_name=s0n1");
+    expect(withHostAndPort("user=postgres passfile='/s/pg/.pgpass' host=127.0.0.1 port=16400 application_name=s0n1", '127.0.0.1', 16402)).toBe(
+      "host=127.0.0.1 port=16402 user=postgres passfile='/s/pg/.pgpass' application_name=s0n1",
+    );
   });
 });

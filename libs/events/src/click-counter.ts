@@ -66,9 +66,7 @@ export class ClickCounter {
               // Part of this batch was applied before: count only what came after it.
               entry.codes = this.recount(batch.messages, shard, applied);
             }
-            await ClickRepository.apply(client, batch.partition, entry.lastOffset, [...entry.codes.keys()], [
-              ...entry.codes.values(),
-            ]);
+            await ClickRepository.apply(client, batch.partition, entry.lastOffset, [...entry.codes.keys()], [...entry.codes.values()]);
             this.applied += [...entry.codes.values()].reduce((a, b) => a + b, 0);
           });
           await heartbeat();

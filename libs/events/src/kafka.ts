@@ -10,12 +10,7 @@ const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
 };
 
 /** A Kafka client whose own logs go to the service's structured log. */
-export function createKafka(
-  brokers: { host: string; port: number }[],
-  clientId: string,
-  log: EventLog,
-  overrides: Partial<KafkaConfig> = {},
-): Kafka {
+export function createKafka(brokers: { host: string; port: number }[], clientId: string, log: EventLog, overrides: Partial<KafkaConfig> = {}): Kafka {
   return new Kafka({
     clientId,
     brokers: brokers.map(({ host, port }) => `${host}:${port}`),

@@ -90,9 +90,7 @@ export class OutboxRelay {
     if (!this.running) return;
     this.timer = setTimeout(async () => {
       const shards = this.pools.topology.shards.map((shard) => shard.id);
-      await Promise.all(
-        shards.map((shard) => this.relayShard(shard).catch((error: Error) => this.onError(shard, error))),
-      );
+      await Promise.all(shards.map((shard) => this.relayShard(shard).catch((error: Error) => this.onError(shard, error))));
       this.schedule();
     }, this.options.intervalMs);
     this.timer.unref();

@@ -158,7 +158,11 @@ export async function readLatestTopology(kafka: Kafka, timeoutMs = 8000): Promis
     (offset) => offset >= lastOffset - 1 && setTimeout(reached, 300),
   );
   try {
-    await withTimeout(follower.start().then(() => caughtUp), timeoutMs, 'reading cluster.topology');
+    await withTimeout(
+      follower.start().then(() => caughtUp),
+      timeoutMs,
+      'reading cluster.topology',
+    );
     return latest;
   } finally {
     await follower.stop();

@@ -6,17 +6,7 @@
 
 export const MAX_URL_LENGTH = 2048;
 export const ALIAS_PATTERN = /^[A-Za-z0-9_-]{3,32}$/;
-export const RESERVED_ALIASES: ReadonlySet<string> = new Set([
-  'api',
-  'health',
-  'metrics',
-  'docs',
-  'admin',
-  'static',
-  'assets',
-  'favicon.ico',
-  'robots.txt',
-]);
+export const RESERVED_ALIASES: ReadonlySet<string> = new Set(['api', 'health', 'metrics', 'docs', 'admin', 'static', 'assets', 'favicon.ico', 'robots.txt']);
 export const REDIRECT_TYPES = [301, 302, 307, 308] as const;
 export type RedirectType = (typeof REDIRECT_TYPES)[number];
 export const DEFAULT_REDIRECT_TYPE: RedirectType = 302;

@@ -37,9 +37,8 @@ describe('generateCode', () => {
 });
 
 describe('checkTargetUrl', () => {
-  it.each(['https://example.com', 'http://example.com:8080/a?b=c#d', 'https://xn--bcher-kva.example/ü'])(
-    'accepts %s',
-    (url) => expect(checkTargetUrl(url, 'sho.rt')).toBeNull(),
+  it.each(['https://example.com', 'http://example.com:8080/a?b=c#d', 'https://xn--bcher-kva.example/ü'])('accepts %s', (url) =>
+    expect(checkTargetUrl(url, 'sho.rt')).toBeNull(),
   );
 
   it.each([
@@ -64,12 +63,9 @@ describe('checkTargetUrl', () => {
 
 describe('checkAlias', () => {
   it.each(['abc', 'my-link_2', 'A'.repeat(32)])('accepts %s', (alias) => expect(checkAlias(alias)).toBeNull());
-  it.each(['ab', 'A'.repeat(33), 'has space', 'dot.ted', 'ünï'])('rejects the shape of %s', (alias) =>
-    expect(checkAlias(alias)).toMatch(/3 to 32/),
-  );
-  it.each(['api', 'health', 'metrics', 'docs', 'admin', 'static', 'assets', 'API'])(
-    'rejects the reserved word %s',
-    (alias) => expect(checkAlias(alias)).toMatch(/reserved/),
+  it.each(['ab', 'A'.repeat(33), 'has space', 'dot.ted', 'ünï'])('rejects the shape of %s', (alias) => expect(checkAlias(alias)).toMatch(/3 to 32/));
+  it.each(['api', 'health', 'metrics', 'docs', 'admin', 'static', 'assets', 'API'])('rejects the reserved word %s', (alias) =>
+    expect(checkAlias(alias)).toMatch(/reserved/),
   );
 });
 

@@ -19,10 +19,7 @@ export class ReadinessRegistry {
     const results = await Promise.all(
       this.checks.map(async ({ name, check }) => {
         let timer: NodeJS.Timeout | undefined;
-        const up = await Promise.race([
-          check().catch(() => false),
-          new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
-        ]);
+        const up = await Promise.race([check().catch(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)))]);
         clearTimeout(timer);
         return [name, up ? 'up' : 'down'] as const;
       }),

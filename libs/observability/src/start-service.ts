@@ -29,10 +29,7 @@ export async function startService(start: ServiceStart): Promise<NestFastifyAppl
   app.useLogger(app.get(Logger));
   app.enableShutdownHooks();
   if (start.rpc) {
-    app.connectMicroservice<MicroserviceOptions>(
-      { strategy: new LineRpcServer({ host: start.rpc.host, port: start.rpc.port }) },
-      { inheritAppConfig: true },
-    );
+    app.connectMicroservice<MicroserviceOptions>({ strategy: new LineRpcServer({ host: start.rpc.host, port: start.rpc.port }) }, { inheritAppConfig: true });
     await app.startAllMicroservices();
   }
   // Nest's platform-fastify carries its own copy of fastify's types, hence the cast.
@@ -45,9 +42,7 @@ export async function startService(start: ServiceStart): Promise<NestFastifyAppl
 /** Start-up failures (bad configuration above all) end the process with one JSON line. */
 export function exitOnStartFailure(service: string) {
   return (error: Error) => {
-    process.stderr.write(
-      `${JSON.stringify({ level: 'fatal', time: new Date().toISOString(), service, msg: error.message })}\n`,
-    );
+    process.stderr.write(`${JSON.stringify({ level: 'fatal', time: new Date().toISOString(), service, msg: error.message })}\n`);
     process.exit(1);
   };
 }

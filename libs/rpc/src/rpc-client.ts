@@ -34,10 +34,13 @@ export class RpcClient {
     if (!writer) throw new RpcTransportError(`${this.describe()} ${pattern}: connection closed`);
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiting.delete(id);
-        reject(new RpcTransportError(`${this.describe()} ${pattern}: no answer within ${timeoutMs} ms`));
-      }, Math.max(1, deadline - Date.now()));
+      const timer = setTimeout(
+        () => {
+          this.waiting.delete(id);
+          reject(new RpcTransportError(`${this.describe()} ${pattern}: no answer within ${timeoutMs} ms`));
+        },
+        Math.max(1, deadline - Date.now()),
+      );
       this.waiting.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
       writer.send({ id, pattern, data });
     });

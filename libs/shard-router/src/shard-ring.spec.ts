@@ -4,9 +4,7 @@ import { positionOf, ShardRing, SLOT_COUNT, slotOf } from './shard-ring';
 const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 function randomCodes(count: number): string[] {
   const bytes = randomBytes(count * 7);
-  return Array.from({ length: count }, (_, i) =>
-    Array.from(bytes.subarray(i * 7, i * 7 + 7), (b) => ALPHABET[b % 62]).join(''),
-  );
+  return Array.from({ length: count }, (_, i) => Array.from(bytes.subarray(i * 7, i * 7 + 7), (b) => ALPHABET[b % 62]).join(''));
 }
 
 function shares(ring: ShardRing, codes: string[]): number[] {
@@ -57,9 +55,7 @@ describe('ShardRing', () => {
 
   it('rejects maps that are not 1024 slots or leave a shard without slots', () => {
     expect(() => new ShardRing([0, 1])).toThrow(RangeError);
-    expect(() => new ShardRing(new Array(SLOT_COUNT).fill(0).map((_, s) => (s % 2 ? 2 : 0)))).toThrow(
-      /at least one slot/,
-    );
+    expect(() => new ShardRing(new Array(SLOT_COUNT).fill(0).map((_, s) => (s % 2 ? 2 : 0)))).toThrow(/at least one slot/);
     expect(() => ShardRing.initial(0)).toThrow(RangeError);
   });
 

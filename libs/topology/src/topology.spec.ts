@@ -1,11 +1,4 @@
-import {
-  initialTopology,
-  isNewer,
-  parseTopology,
-  ringOf,
-  synchronousStandbyNames,
-  withPromotedReplica,
-} from './topology';
+import { initialTopology, isNewer, parseTopology, ringOf, synchronousStandbyNames, withPromotedReplica } from './topology';
 
 const shards = [0, 1].map((id) => ({
   id,
@@ -32,9 +25,7 @@ describe('topology', () => {
     expect(after.epoch).toBe(2);
     expect(after.shards[0]).toEqual({ id: 0, primary: 's0n2', replicas: ['s0n1', 's0n0'] });
     expect(after.shards[1]).toBe(before.shards[1]);
-    expect(after.failovers).toEqual([
-      { shard: 0, from: 's0n0', to: 's0n2', at: 'now', reason: 'primary down', durationMs: 4000 },
-    ]);
+    expect(after.failovers).toEqual([{ shard: 0, from: 's0n0', to: 's0n2', at: 'now', reason: 'primary down', durationMs: 4000 }]);
     expect(isNewer(after, before)).toBe(true);
     expect(isNewer(before, after)).toBe(false);
     expect(isNewer(before, null)).toBe(true);
@@ -42,9 +33,7 @@ describe('topology', () => {
 
   it('refuses to promote a node that is not a replica of the shard', () => {
     const topology = initialTopology(shards, 'quorum');
-    expect(() => withPromotedReplica(topology, 0, 's1n1', { at: '', reason: '', durationMs: 0 })).toThrow(
-      /not a replica/,
-    );
+    expect(() => withPromotedReplica(topology, 0, 's1n1', { at: '', reason: '', durationMs: 0 })).toThrow(/not a replica/);
     expect(() => withPromotedReplica(topology, 0, 's0n0', { at: '', reason: '', durationMs: 0 })).toThrow();
   });
 
@@ -58,8 +47,6 @@ describe('topology', () => {
     expect(parseTopology(JSON.parse(JSON.stringify(topology)))).toEqual(topology);
     expect(() => parseTopology({ ...topology, epoch: 0 })).toThrow();
     expect(() => parseTopology({ ...topology, ring: { algorithm: 'crc32-slots', slots: [0] } })).toThrow();
-    expect(() =>
-      parseTopology({ ...topology, shards: [{ id: 0, primary: 'ghost', replicas: [] }] }),
-    ).toThrow(/unknown node ghost/);
+    expect(() => parseTopology({ ...topology, shards: [{ id: 0, primary: 'ghost', replicas: [] }] })).toThrow(/unknown node ghost/);
   });
 });

@@ -63,12 +63,7 @@ export function initialTopology(
 }
 
 /** Hands a shard's primary role to one of its replicas; the old primary becomes a replica. */
-export function withPromotedReplica(
-  topology: Topology,
-  shardId: number,
-  newPrimary: string,
-  record: Omit<FailoverRecord, 'shard' | 'from' | 'to'>,
-): Topology {
+export function withPromotedReplica(topology: Topology, shardId: number, newPrimary: string, record: Omit<FailoverRecord, 'shard' | 'from' | 'to'>): Topology {
   const shard = topology.shards.find((candidate) => candidate.id === shardId);
   if (!shard) throw new RangeError(`no shard ${shardId}`);
   if (!shard.replicas.includes(newPrimary)) {
@@ -87,9 +82,7 @@ export function withPromotedReplica(
             replicas: [...shard.replicas.filter((name) => name !== newPrimary), oldPrimary],
           },
     ),
-    failovers: [...topology.failovers, { shard: shardId, from: oldPrimary, to: newPrimary, ...record }].slice(
-      -MAX_FAILOVER_HISTORY,
-    ),
+    failovers: [...topology.failovers, { shard: shardId, from: oldPrimary, to: newPrimary, ...record }].slice(-MAX_FAILOVER_HISTORY),
   };
 }
 

@@ -97,10 +97,10 @@ export async function kafkaAnswers(stack: StackHandle, timeoutMs = 60_000): Prom
 }
 
 export async function httpReady(port: number, timeoutMs = 60_000): Promise<void> {
-  await eventually(
-    async () => (await fetch(`http://127.0.0.1:${port}/health/ready`, { signal: AbortSignal.timeout(2000) })).status === 200,
-    { timeoutMs, intervalMs: 500 },
-  );
+  await eventually(async () => (await fetch(`http://127.0.0.1:${port}/health/ready`, { signal: AbortSignal.timeout(2000) })).status === 200, {
+    timeoutMs,
+    intervalMs: 500,
+  });
 }
 
 export interface TopicMessage {

@@ -132,9 +132,7 @@ export function expectProblem(answer: HttpAnswer, status: number): void {
   const context = { status: answer.status, contentType: answer.headers.get('content-type'), body: answer.text.slice(0, 500) };
   expect({ ...context, status: answer.status }).toEqual({ ...context, status });
   expect(answer.headers.get('content-type') ?? '').toMatch(/^application\/problem\+json/);
-  expect(answer.json).toEqual(
-    expect.objectContaining({ type: expect.any(String), title: expect.any(String), status, detail: expect.any(String) }),
-  );
+  expect(answer.json).toEqual(expect.objectContaining({ type: expect.any(String), title: expect.any(String), status, detail: expect.any(String) }));
   if (answer.json.errors !== undefined) {
     expect(Array.isArray(answer.json.errors)).toBe(true);
     for (const error of answer.json.errors) expect(error).toEqual({ field: expect.any(String), message: expect.any(String) });
