@@ -11,6 +11,7 @@
 //   E2E_KEEP_STACK_DIR=1              keep the temporary STACK_DIR (it is kept anyway on failure)
 //   E2E_ONLY=<regexp>                 only the e2e spec files whose path matches (dev aid)
 //   E2E_SKIP_FAULTS=1                 skip the fault suite (dev aid)
+//   E2E_PORT_OFFSET=300               every port of the test stack moved by this much (a second test stack)
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,13 +25,16 @@ const faultsOnly = argv.has('--faults-only');
 const unit = !argv.has('--e2e-only') && !faultsOnly;
 const e2e = !argv.has('--unit-only');
 
+// E2E_PORT_OFFSET moves every port of the test stack, so that two test stacks can run side by side.
+const PORT_OFFSET = Number(process.env.E2E_PORT_OFFSET || 0);
+const port = (base) => String(base + PORT_OFFSET);
 const E2E_ENV = {
-  PORT: '3100',
-  PUBLIC_BASE_URL: 'http://localhost:3100',
-  PG_BASE_PORT: '17400',
-  REDIS_PORT: '17379',
-  KAFKA_PORT: '20092',
-  SERVICES_BASE_PORT: '5100',
+  PORT: port(3100),
+  PUBLIC_BASE_URL: `http://localhost:${port(3100)}`,
+  PG_BASE_PORT: port(17400),
+  REDIS_PORT: port(17379),
+  KAFKA_PORT: port(20092),
+  SERVICES_BASE_PORT: port(5100),
   SHARDS: process.env.E2E_SHARDS || '4',
   REPLICAS: process.env.E2E_REPLICAS || '2',
   READERS: process.env.E2E_READERS || '2',
