@@ -1,4 +1,10 @@
 import nx from '@nx/eslint-plugin';
+import { createProjectGraphAsync } from 'nx/src/devkit-exports.js';
+
+// @nx/enforce-module-boundaries reads Nx's cached project graph (.nx/workspace-data, git-ignored)
+// and, when there is none, prints a warning and skips itself: on a fresh clone (and in CI) it
+// never fired. Build (or refresh) the graph before any file is linted; a broken graph fails lint.
+await createProjectGraphAsync({ exitOnError: true });
 
 export default [
   ...nx.configs['flat/base'],

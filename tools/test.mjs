@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// `npm test`: everything CI runs. Unit tests (root jest config, every project), then the
+// `npm test`: everything CI runs. Static checks (ESLint with the module boundaries, Prettier,
+// a type-check that includes every spec), unit tests (root jest config, every project), then the
 // end-to-end suite against a real local stack started by tools/start.mjs in a temporary
 // STACK_DIR on ports apart from a development stack's; stops it and checks that nothing
 // of it is left. Exits non-zero if anything failed.
 //
-//   node tools/test.mjs               unit + e2e
-//   node tools/test.mjs --unit-only
+//   node tools/test.mjs               static + unit + e2e
+//   node tools/test.mjs --unit-only   static + unit
 //   node tools/test.mjs --e2e-only    (also: nx run system-e2e:e2e)
 //   STACK_SKIP_SERVICES=1 node tools/test.mjs --e2e-only   infrastructure suite only (dev aid)
 //   E2E_KEEP_STACK_DIR=1              keep the temporary STACK_DIR (it is kept anyway on failure)
@@ -23,6 +24,8 @@ const argv = new Set(process.argv.slice(2));
 // --faults-only: only the fault suite on a new stack (e.g. E2E_REPLICATION_MODE=async to count its losses)
 const faultsOnly = argv.has('--faults-only');
 const unit = !argv.has('--e2e-only') && !faultsOnly;
+// The static phase runs wherever the unit tests do.
+const staticChecks = unit;
 const e2e = !argv.has('--unit-only');
 
 // E2E_PORT_OFFSET moves every port of the test stack, so that two test stacks can run side by side.
@@ -77,6 +80,35 @@ function jest(args, env, label) {
       resolveRun(code === 0);
     });
   });
+}
+
+/** Runs one static check (a node_modules binary), output forwarded; counts it as one test. */
+function check(label, bin, args) {
+  return new Promise((resolveRun) => {
+    const t0 = Date.now();
+    const child = spawn(process.execPath, [join(REPO_ROOT, 'node_modules', ...bin), ...args], {
+      cwd: REPO_ROOT,
+      env: process.env,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    child.on('exit', (code, signal) => {
+      say(`${label}: ${code === 0 ? 'ok' : `FAILED (${code ?? signal})`} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      if (code === 0) totals.passed += 1;
+      else {
+        totals.failed += 1;
+        failures.push(`static: ${label}`);
+      }
+      resolveRun(code === 0);
+    });
+  });
+}
+
+async function runStatic() {
+  // eslint.config.mjs builds the Nx project graph first, so the module-boundary rule really runs.
+  await check('eslint (module boundaries)', ['eslint', 'bin', 'eslint.js'], ['.']);
+  await check('prettier --check', ['prettier', 'bin', 'prettier.cjs'], ['--check', '--log-level', 'warn', '.']);
+  // tsconfig.json includes the specs, the e2e specs and deploy/checks, which the build leaves out.
+  await check('tsc (sources and specs)', ['typescript', 'bin', 'tsc'], ['-p', 'tsconfig.json', '--noEmit']);
 }
 
 function processesOf(stackDir) {
@@ -216,6 +248,10 @@ async function runE2e() {
 
 ensureNodeModules();
 if (e2e) ensurePrerequisites();
+if (staticChecks) {
+  say('static checks');
+  await runStatic();
+}
 if (unit) {
   say('unit tests');
   await jest(['--config', 'jest.config.ts'], { ...process.env }, 'unit');

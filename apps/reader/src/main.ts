@@ -1,5 +1,6 @@
 import { readerEnvironmentSchema, validateEnvironment } from '@shortener/config';
 import { exitOnStartFailure, startService } from '@shortener/observability';
+import { LineRpcServer } from '@shortener/rpc';
 import { ReaderModule } from './reader.module';
 
 async function main(): Promise<void> {
@@ -8,7 +9,7 @@ async function main(): Promise<void> {
     name: 'reader',
     module: ReaderModule.forRoot(config),
     http: { host: config.HTTP_HOST, port: config.HTTP_PORT },
-    rpc: { host: config.RPC_HOST, port: config.RPC_PORT },
+    rpc: new LineRpcServer({ host: config.RPC_HOST, port: config.RPC_PORT }),
   });
 }
 

@@ -1,19 +1,21 @@
 import 'reflect-metadata';
 import type { DynamicModule } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import type { MicroserviceOptions } from '@nestjs/microservices';
+import type { CustomTransportStrategy, MicroserviceOptions } from '@nestjs/microservices';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { FastifyInstance } from 'fastify';
 import { Logger } from 'nestjs-pino';
-import { LineRpcServer } from '@shortener/rpc';
 import { installAccessLog } from './access-log';
 
 export interface ServiceStart {
   name: string;
   module: DynamicModule;
   http: { host: string; port: number };
-  /** The RPC endpoint of the writer and the readers (LineRpcServer: JSON lines over TCP). */
-  rpc?: { host: string; port: number };
+  /**
+   * The RPC endpoint of the writer and the readers (a LineRpcServer of @shortener/rpc), built by
+   * the app: this util library may not depend on a data-access one (module boundaries).
+   */
+  rpc?: CustomTransportStrategy;
   adapter?: FastifyAdapter;
   /** Paths whose requests get an access log line (the redirect path has none). */
   accessLogPrefixes?: string[];
@@ -29,7 +31,7 @@ export async function startService(start: ServiceStart): Promise<NestFastifyAppl
   app.useLogger(app.get(Logger));
   app.enableShutdownHooks();
   if (start.rpc) {
-    app.connectMicroservice<MicroserviceOptions>({ strategy: new LineRpcServer({ host: start.rpc.host, port: start.rpc.port }) }, { inheritAppConfig: true });
+    app.connectMicroservice<MicroserviceOptions>({ strategy: start.rpc }, { inheritAppConfig: true });
     await app.startAllMicroservices();
   }
   // Nest's platform-fastify carries its own copy of fastify's types, hence the cast.
