@@ -1,0 +1,3 @@
+export * from './slot-map';
+export * from './planner';
+export * from './operation';
