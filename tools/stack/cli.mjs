@@ -167,7 +167,8 @@ function env() {
     console.error(`unknown service "${which}"; one of: ${Object.keys(inventory.services.env ?? {}).join(' ')}`);
     process.exit(2);
   }
-  const secrets = { PG_PASSWORD: password(), ADMIN_TOKEN: existsSync(p.adminToken) ? readFileSync(p.adminToken, 'utf8').trim() : '' };
+  const secretOf = (file) => (existsSync(file) ? readFileSync(file, 'utf8').trim() : '');
+  const secrets = { PG_PASSWORD: password(), ADMIN_TOKEN: secretOf(p.adminToken), RPC_SECRET: secretOf(p.rpcSecret) };
   for (const [k, v] of Object.entries(serviceEnv)) console.log(`${k}=${JSON.stringify(v === '(secret)' ? secrets[k] : v)}`);
 }
 

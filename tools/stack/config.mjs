@@ -89,6 +89,8 @@ export function paths(stackDir) {
     pgPassword: join(stackDir, 'pg-password'),
     pgPassfile: join(stackDir, 'pg', '.pgpass'),
     adminToken: join(stackDir, 'admin-token'),
+    // The gateway's credential on the writer's and readers' RPC ports (RPC_SECRET); generated, never printed.
+    rpcSecret: join(stackDir, 'rpc-secret'),
     stackJson: join(stackDir, 'stack.json'),
     launcherLock: join(stackDir, 'run', 'launcher.pid'),
     launcherLog: join(stackDir, 'logs', 'launcher.log'),

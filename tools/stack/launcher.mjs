@@ -40,6 +40,7 @@ export async function launch(env = process.env) {
   const pgPassword = secretFile(p.pgPassword, 24).value;
   const admin = secretFile(p.adminToken, 32, config.adminToken);
   if (admin.created) log('info', `generated ADMIN_TOKEN, written to ${p.adminToken}`, { adminToken: admin.value }, { important: true });
+  const rpcSecret = secretFile(p.rpcSecret, 32).value;
 
   const previous = readStackJson(config.stackDir);
   if (previous) {
@@ -62,7 +63,7 @@ export async function launch(env = process.env) {
 
   const state = { stopping: false, processes: {}, services: [], pgStarting: Promise.resolve(), exitCode: 0 };
   const baseEnv = { ...process.env };
-  const serviceEnvs = serviceEnvironments(config, inventory, { pgPassword, adminToken: admin.value });
+  const serviceEnvs = serviceEnvironments(config, inventory, { pgPassword, adminToken: admin.value, rpcSecret });
   writeInventory(p, inventory, serviceEnvs);
 
   const shutdown = async (reason, exitCode = 0) => {
@@ -261,7 +262,7 @@ async function cleanLeftovers(p) {
   }
 }
 
-function serviceEnvironments(config, inventory, { pgPassword, adminToken }) {
+function serviceEnvironments(config, inventory, { pgPassword, adminToken, rpcSecret }) {
   const common = {
     LOG_LEVEL: config.logLevel,
     HTTP_HOST: '127.0.0.1',
@@ -284,10 +285,11 @@ function serviceEnvironments(config, inventory, { pgPassword, adminToken }) {
       ADMIN_TOKEN: adminToken,
       WRITER_ADDR: `127.0.0.1:${s.writer.rpcPort}`,
       READER_ADDRS: s.readers.map((r) => `127.0.0.1:${r.rpcPort}`).join(','),
+      RPC_SECRET: rpcSecret,
     },
-    writer: { ...common, RPC_PORT: String(s.writer.rpcPort), HTTP_PORT: String(s.writer.httpPort) },
+    writer: { ...common, RPC_PORT: String(s.writer.rpcPort), HTTP_PORT: String(s.writer.httpPort), RPC_SECRET: rpcSecret },
   };
-  for (const r of s.readers) envs[r.name] = { ...common, RPC_PORT: String(r.rpcPort), HTTP_PORT: String(r.httpPort) };
+  for (const r of s.readers) envs[r.name] = { ...common, RPC_PORT: String(r.rpcPort), HTTP_PORT: String(r.httpPort), RPC_SECRET: rpcSecret };
   for (const m of s.monitors) {
     envs[m.name] = {
       ...common,
@@ -303,7 +305,7 @@ function serviceEnvironments(config, inventory, { pgPassword, adminToken }) {
 }
 
 function writeInventory(p, inventory, serviceEnvs) {
-  const redact = (env) => Object.fromEntries(Object.entries(env).map(([k, v]) => [k, k === 'PG_PASSWORD' || k === 'ADMIN_TOKEN' ? '(secret)' : v]));
+  const redact = (env) => Object.fromEntries(Object.entries(env).map(([k, v]) => [k, k === 'PG_PASSWORD' || k === 'ADMIN_TOKEN' || k === 'RPC_SECRET' ? '(secret)' : v]));
   const services = {
     ...inventory.services,
     env: Object.fromEntries(Object.entries(serviceEnvs).map(([name, env]) => [name, redact(env)])),

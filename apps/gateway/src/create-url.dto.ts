@@ -29,7 +29,8 @@ export class CreateUrlDto {
 
 export class UpdateUrlDto {
   @ApiPropertyOptional({ example: 'https://example.com/new', maxLength: 2048, format: 'uri' })
-  @IsOptional()
+  // Absent means unchanged; @IsOptional would also let null through (a link has no "no url").
+  @ValidateIf((_, value) => value !== undefined)
   @IsString()
   @IsTargetUrl()
   url?: string;
@@ -41,7 +42,7 @@ export class UpdateUrlDto {
   expiresAt?: string | null;
 
   @ApiPropertyOptional({ enum: REDIRECT_TYPES })
-  @IsOptional()
+  @ValidateIf((_, value) => value !== undefined)
   @IsIn(REDIRECT_TYPES)
   redirectType?: RedirectType;
 }

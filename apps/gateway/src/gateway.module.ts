@@ -76,10 +76,10 @@ export class GatewayModule {
             ),
         },
         { provide: LINK_CACHE, useFactory: () => new LinkCache(createRedis(config.REDIS_URL)) },
-        { provide: WRITER_CHANNEL, useFactory: () => new RpcChannel(config.WRITER_ADDR) },
+        { provide: WRITER_CHANNEL, useFactory: () => new RpcChannel(config.WRITER_ADDR, config.RPC_SECRET) },
         {
           provide: READER_POOL,
-          useFactory: () => new ReaderPool(config.READER_ADDRS.map((address) => new RpcChannel(address))),
+          useFactory: () => new ReaderPool(config.READER_ADDRS.map((address) => new RpcChannel(address, config.RPC_SECRET))),
         },
         ManageAuthGuard,
         AdminGuard,

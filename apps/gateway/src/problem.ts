@@ -26,6 +26,7 @@ const STATUS_TITLES: Record<number, string> = {
   429: 'Too many requests',
   500: 'Internal error',
   503: 'Service unavailable',
+  504: 'Outcome unknown',
 };
 
 export function problemOfStatus(status: number, detail: string): Problem {

@@ -1,15 +1,30 @@
 import { DomainError, type RpcResult } from '@shortener/contracts';
-import { RpcClient } from '@shortener/rpc';
+import { RpcClient, RpcTransportError } from '@shortener/rpc';
 
-/** The request never reached a service that answered (down, frozen, refused). */
-export class TransportError extends Error {}
+/**
+ * The request never got an answer from a service (down, frozen, refused, shutting down).
+ * `sent` is false when it certainly never reached a handler: then nothing it asked for was
+ * done. The message names the peer's address: for logs only, never for a client.
+ */
+export class TransportError extends Error {
+  constructor(
+    message: string,
+    readonly sent = true,
+  ) {
+    super(message);
+    this.name = 'TransportError';
+  }
+}
 
-/** One persistent TCP connection to a writer or reader, with a deadline on every call. */
+/** One persistent, authenticated TCP connection to a writer or reader, with a deadline on every call. */
 export class RpcChannel {
   private readonly client: RpcClient;
 
-  constructor(readonly address: { host: string; port: number }) {
-    this.client = new RpcClient(address);
+  constructor(
+    readonly address: { host: string; port: number },
+    secret: string,
+  ) {
+    this.client = new RpcClient(address, { secret });
   }
 
   async call<T>(pattern: string, payload: unknown, timeoutMs: number): Promise<T> {
@@ -17,7 +32,8 @@ export class RpcChannel {
     try {
       result = await this.client.call<RpcResult<T>>(pattern, payload, timeoutMs);
     } catch (error) {
-      throw new TransportError(`${this.address.host}:${this.address.port} ${pattern}: ${(error as Error).message ?? error}`);
+      const sent = error instanceof RpcTransportError ? error.sent : true;
+      throw new TransportError(`${this.address.host}:${this.address.port} ${pattern}: ${(error as Error).message ?? error}`, sent);
     }
     if (!result.ok) throw DomainError.fromPayload(result.error);
     return result.value;
@@ -51,7 +67,7 @@ export class ReaderPool {
     for (let i = 0; i < count; i++) order.push((start + i) % count);
     // Healthy readers first, then the penalised ones as a last resort.
     order.sort((a, b) => Number(this.downUntil[a] > now) - Number(this.downUntil[b] > now));
-    let lastError: Error | null = null;
+    let transportFailures = 0;
     for (const index of order) {
       try {
         const value = await this.channels[index].call<T>(pattern, payload, timeoutMs);
@@ -62,13 +78,18 @@ export class ReaderPool {
         // is passed over like one that does not answer; every other answer is final.
         const unavailable = error instanceof DomainError && error.kind === 'dependency-unavailable';
         if (!(error instanceof TransportError) && !unavailable) throw error;
-        if (error instanceof TransportError) this.downUntil[index] = Date.now() + this.penaltyMs;
-        lastError = error as Error;
+        if (error instanceof TransportError) {
+          transportFailures++;
+          this.downUntil[index] = Date.now() + this.penaltyMs;
+        }
       }
     }
-    throw new DomainError('dependency-unavailable', `no reader answered: ${lastError?.message ?? 'none configured'}`, {
-      retryAfterSeconds: 1,
-    });
+    // Said without the readers' addresses: this message reaches clients.
+    throw new DomainError(
+      'dependency-unavailable',
+      transportFailures > 0 ? 'no reader answered; try again shortly' : 'the links cannot be read right now; try again shortly',
+      { retryAfterSeconds: 1 },
+    );
   }
 
   get healthyCount(): number {

@@ -1,6 +1,6 @@
 import { Body, Controller, Delete, Get, Headers, HttpCode, Inject, Param, Patch, Post, Req, Res, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiConsumes, ApiHeader, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
-import { DomainError, RpcPatterns, type LinkCreated, type LinkDetails } from '@shortener/contracts';
+import { DomainError, OutcomeUnknown, RpcPatterns, type LinkCreated, type LinkDetails } from '@shortener/contracts';
 import type { GatewayEnvironment } from '@shortener/config';
 import { couldBeCode } from '@shortener/links';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -37,7 +37,8 @@ export class UrlsController {
   @ApiResponse({ status: 413, type: ProblemDto, description: 'Body over 16 KiB' })
   @ApiResponse({ status: 415, type: ProblemDto, description: 'Not application/json' })
   @ApiResponse({ status: 422, type: ProblemDto, description: 'Idempotency-Key reused with another body' })
-  @ApiResponse({ status: 503, type: ProblemDto, description: 'The owning shard has no writable primary; Retry-After' })
+  @ApiResponse({ status: 503, type: ProblemDto, description: 'The owning shard has no writable primary; Retry-After; nothing was written' })
+  @ApiResponse({ status: 504, type: ProblemDto, description: 'The outcome is unknown; a retry with the same Idempotency-Key is safe' })
   async create(
     @Body() body: CreateUrlDto,
     @Headers('idempotency-key') idempotencyKey: string | undefined,
@@ -106,7 +107,9 @@ export class UrlsController {
       return await this.writer.call<T>(pattern, payload, REQUEST_TIMEOUTS.writeMs);
     } catch (error) {
       if (error instanceof TransportError) {
-        throw new DomainError('dependency-unavailable', 'the writer is not answering', { retryAfterSeconds: 2 });
+        // 503 promises that nothing was written: only when the call never reached the writer.
+        if (!error.sent) throw new DomainError('dependency-unavailable', 'the writer is not answering', { retryAfterSeconds: 2 });
+        throw OutcomeUnknown();
       }
       throw error;
     }

@@ -9,7 +9,7 @@ async function main(): Promise<void> {
     name: 'reader',
     module: ReaderModule.forRoot(config),
     http: { host: config.HTTP_HOST, port: config.HTTP_PORT },
-    rpc: new LineRpcServer({ host: config.RPC_HOST, port: config.RPC_PORT }),
+    rpc: new LineRpcServer({ host: config.RPC_HOST, port: config.RPC_PORT, secret: config.RPC_SECRET }),
   });
 }
 

@@ -1,6 +1,16 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { DomainError, RpcPatterns, type LinkDetails, type NodeHealth, type Resolution, type RpcResult } from '@shortener/contracts';
+import {
+  codeRequestSchema,
+  DomainError,
+  nodeHealthRequestSchema,
+  parseRpcPayload,
+  RpcPatterns,
+  type LinkDetails,
+  type NodeHealth,
+  type Resolution,
+  type RpcResult,
+} from '@shortener/contracts';
 import { PinoLogger } from 'nestjs-pino';
 import { LinkReader } from './link-reader';
 import { NodeHealthMonitor } from './node-health.monitor';
@@ -14,18 +24,21 @@ export class ReaderRpcController {
   ) {}
 
   @MessagePattern(RpcPatterns.resolveLink)
-  resolve(@Payload() request: { code: string }): Promise<RpcResult<Resolution>> {
-    return this.run(() => this.reader.resolve(request.code));
+  resolve(@Payload() payload: unknown): Promise<RpcResult<Resolution>> {
+    return this.run(() => this.reader.resolve(parseRpcPayload(codeRequestSchema, payload).code));
   }
 
   @MessagePattern(RpcPatterns.getLink)
-  details(@Payload() request: { code: string }): Promise<RpcResult<LinkDetails>> {
-    return this.run(() => this.reader.details(request.code));
+  details(@Payload() payload: unknown): Promise<RpcResult<LinkDetails>> {
+    return this.run(() => this.reader.details(parseRpcPayload(codeRequestSchema, payload).code));
   }
 
   @MessagePattern(RpcPatterns.nodeHealth)
-  async nodeHealth(): Promise<RpcResult<NodeHealth[]>> {
-    return { ok: true, value: this.health.report() };
+  nodeHealth(@Payload() payload: unknown): Promise<RpcResult<NodeHealth[]>> {
+    return this.run(async () => {
+      parseRpcPayload(nodeHealthRequestSchema, payload);
+      return this.health.report();
+    });
   }
 
   private async run<T>(work: () => Promise<T>): Promise<RpcResult<T>> {

@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import {
   DomainError,
+  OutcomeUnknown,
   ShardUnavailable,
   Topics,
   type CreateLinkCommand,
@@ -11,16 +12,18 @@ import {
   type UrlEvent,
 } from '@shortener/contracts';
 import {
+  BatchQueueFull,
+  DeadlineExceeded,
   IdempotencyRepository,
   inTransaction,
-  isConnectionError,
-  isReadOnlyError,
+  isRefusedValue,
   LinkRepository,
   OutboxRepository,
   type LinkRow,
   type NewLink,
   type Pool,
   StatementBatcher,
+  writeOutcomeOf,
 } from '@shortener/db';
 import type { ClusterView } from '@shortener/events';
 import { DEFAULT_REDIRECT_TYPE, generateCode } from '@shortener/links';
@@ -75,11 +78,16 @@ export class LinkStore {
   private readonly inserts = new StatementBatcher<number, NewLinkWithEvent, LinkRow | null>((shard, items) => this.insertBatch(shard, items), {
     maxBatch: 128,
     maxConcurrentPerKey: 2,
+    // About two seconds of creates at the measured group-commit rate: more is queueing, not serving.
+    maxQueuedPerKey: 2048,
+    // A value the statement refuses fails only its own create; the others are sent again without it.
+    isolate: isRefusedValue,
   });
 
   constructor(@Inject(CLUSTER_VIEW) private readonly cluster: ClusterView) {}
 
-  async create(command: CreateLinkCommand): Promise<{ created: LinkCreated; row: LinkRow | null; shard: number }> {
+  /** `deadline`: epoch ms after which the caller has given up (work not started by then is dropped). */
+  async create(command: CreateLinkCommand, deadline = Infinity): Promise<{ created: LinkCreated; row: LinkRow | null; shard: number }> {
     const pools = this.cluster.pools;
     const key = command.idempotencyKey;
     const requestHash = requestHashOf(command);
@@ -92,7 +100,7 @@ export class LinkStore {
       const keyShard = pools.shardOf(key);
       const replay = await this.replay(keyShard, key, requestHash);
       if (replay) return { created: replay, row: null, shard: keyShard };
-      if (shard !== keyShard) return this.createWithKeyElsewhere(command, key, keyShard, requestHash);
+      if (shard !== keyShard) return this.createWithKeyElsewhere(command, key, keyShard, requestHash, deadline);
     }
 
     for (let attempt = 0; attempt < MAX_CODE_ATTEMPTS; attempt++) {
@@ -108,6 +116,7 @@ export class LinkStore {
       };
       const event = { topic: Topics.urlEvents, payload: eventFor('url.created', { ...link, version: 0 }) };
       try {
+        assertBefore(deadline, owner);
         const row = key
           ? await this.onPrimary(owner, async (client) => {
               if (!(await IdempotencyRepository.claim(client, key, requestHash))) throw new KeyTaken();
@@ -117,7 +126,7 @@ export class LinkStore {
               return inserted;
             })
           : // The common case joins the shard's next multi-row statement: one commit for many creates.
-            await this.inserts.run(owner, { link, event });
+            await this.onPrimary(owner, () => this.inserts.run(owner, { link, event }, deadline), { transaction: false });
         if (!row) throw new CodeTaken();
         return { created: this.createdFrom(row, manageToken), row, shard: owner };
       } catch (error) {
@@ -133,8 +142,9 @@ export class LinkStore {
     throw new DomainError('dependency-unavailable', 'could not find a free code; try again');
   }
 
-  async update(command: UpdateLinkCommand): Promise<{ row: LinkRow; shard: number }> {
+  async update(command: UpdateLinkCommand, deadline = Infinity): Promise<{ row: LinkRow; shard: number }> {
     const shard = this.cluster.pools.shardOf(command.code);
+    assertBefore(deadline, shard);
     const row = await this.onPrimary(shard, async (client) => {
       await this.authorize(client, command);
       const updated = await LinkRepository.update(client, command.code, {
@@ -148,8 +158,9 @@ export class LinkStore {
     return { row, shard };
   }
 
-  async remove(command: DeleteLinkCommand): Promise<{ row: LinkRow; shard: number }> {
+  async remove(command: DeleteLinkCommand, deadline = Infinity): Promise<{ row: LinkRow; shard: number }> {
     const shard = this.cluster.pools.shardOf(command.code);
+    assertBefore(deadline, shard);
     const row = await this.onPrimary(shard, async (client) => {
       await this.authorize(client, command);
       const deleted = await LinkRepository.markDeleted(client, command.code);
@@ -169,6 +180,7 @@ export class LinkStore {
     key: string,
     keyShard: number,
     requestHash: Buffer,
+    deadline: number,
   ): Promise<{ created: LinkCreated; row: LinkRow | null; shard: number }> {
     const claimed = await this.onPrimary(keyShard, (client) => IdempotencyRepository.claim(client, key, requestHash));
     if (!claimed) {
@@ -177,7 +189,7 @@ export class LinkStore {
       throw new DomainError('conflict', 'a request with this Idempotency-Key is still in progress');
     }
     try {
-      const result = await this.create({ ...command, idempotencyKey: undefined });
+      const result = await this.create({ ...command, idempotencyKey: undefined }, deadline);
       await this.onPrimary(keyShard, (client) => IdempotencyRepository.complete(client, key, result.created));
       return result;
     } catch (error) {
@@ -193,15 +205,12 @@ export class LinkStore {
       if (!first.has(item.link.code)) first.set(item.link.code, index);
     });
     const distinct = [...first.values()].map((index) => items[index]);
-    const rows = await this.onPrimary(
-      shard,
-      (node) =>
-        LinkRepository.insertManyWithEvents(
-          node,
-          distinct.map((item) => item.link),
-          distinct.map((item) => item.event),
-        ),
-      { transaction: false },
+    // Raw errors on purpose: the batcher isolates a refused value by its SQLSTATE, and each
+    // create's own onPrimary turns what is left into its answer.
+    const rows = await LinkRepository.insertManyWithEvents(
+      this.cluster.pools.primary(shard),
+      distinct.map((item) => item.link),
+      distinct.map((item) => item.event),
     );
     const byIndex = new Map([...first.values()].map((index, position) => [index, rows[position]]));
     return items.map((_, index) => byIndex.get(index) ?? null);
@@ -248,8 +257,10 @@ export class LinkStore {
   }
 
   /**
-   * Runs work on the shard's primary, in a transaction unless it is a single statement;
-   * an unreachable or demoted primary is a 503.
+   * Runs work on the shard's primary, in a transaction unless it is a single statement.
+   * A failure is answered for what it did: 503 only when nothing was written (no primary,
+   * a read-only node, a server-side timeout, too busy to start in time), 504 when the
+   * statement or its COMMIT was sent and no answer came, 400 for a value the database refused.
    */
   private async onPrimary<T>(shard: number, work: (client: PoolClient) => Promise<T>): Promise<T>;
   private async onPrimary<T>(shard: number, work: (node: Pool) => Promise<T>, options: { transaction: false }): Promise<T>;
@@ -265,8 +276,27 @@ export class LinkStore {
         : await (work as (node: Pool) => Promise<T>)(primary);
     } catch (error) {
       if (error instanceof DomainError || error instanceof CodeTaken || error instanceof KeyTaken) throw error;
-      if (isReadOnlyError(error) || isConnectionError(error)) throw ShardUnavailable(shard);
-      throw error;
+      if (error instanceof BatchQueueFull || error instanceof DeadlineExceeded) {
+        throw new DomainError('dependency-unavailable', `shard ${shard} is too busy to take this write in time; nothing was written`, { retryAfterSeconds: 1 });
+      }
+      switch (writeOutcomeOf(error)) {
+        case 'refused':
+          throw new DomainError('validation', 'the database refused a value of this request', {
+            errors: [{ field: '(body)', message: 'a value cannot be stored' }],
+          });
+        case 'not-applied':
+          throw ShardUnavailable(shard);
+        default:
+          throw OutcomeUnknown();
+      }
     }
+  }
+}
+
+function assertBefore(deadline: number, shard: number): void {
+  if (Date.now() >= deadline) {
+    throw new DomainError('dependency-unavailable', `the deadline passed before the write to shard ${shard} started; nothing was written`, {
+      retryAfterSeconds: 1,
+    });
   }
 }

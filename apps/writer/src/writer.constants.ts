@@ -3,4 +3,3 @@ export const CLUSTER_VIEW = Symbol('CLUSTER_VIEW');
 export const LINK_CACHE = Symbol('LINK_CACHE');
 export const KAFKA = Symbol('KAFKA');
 export const EVENT_PRODUCER = Symbol('EVENT_PRODUCER');
-export const LINK_STORE = Symbol('LINK_STORE');

@@ -6,6 +6,7 @@ import { ObservabilityModule } from '@shortener/observability';
 import type { Kafka } from '@shortener/events';
 import pino from 'pino';
 import { CacheAfterWrite } from './cache-after-write';
+import { ClickApplier } from './click-applier';
 import { LinkStore } from './link-store';
 import { WriterLifecycle } from './writer.lifecycle';
 import { WriterRpcController } from './writer.rpc.controller';
@@ -37,11 +38,12 @@ export class WriterModule {
               credentials: { user: config.PG_USER, password: config.PG_PASSWORD, database: config.PG_DATABASE },
               sizing: {
                 // A dead primary refuses connections at once; the timeout only has to
-                // catch a frozen one, and must not turn a busy moment into a 503.
+                // catch a frozen one, and must not turn a busy moment into a 503. It is
+                // enforced by the server too (a statement it cancels was not applied: a
+                // 503), and stays well inside the gateway's 9 s deadline for a write.
                 max: 16,
                 connectTimeoutMs: 2000,
                 statementTimeoutMs: 2500,
-                serverSideTimeout: false,
                 applicationName: 'writer',
               },
               onTopology: (topology, demoted) => log.info({ epoch: topology.epoch, demoted }, 'topology applied'),
@@ -50,6 +52,7 @@ export class WriterModule {
         },
         { provide: LINK_CACHE, useFactory: () => new LinkCache(createRedis(config.REDIS_URL)) },
         LinkStore,
+        ClickApplier,
         CacheAfterWrite,
         WriterLifecycle,
       ],

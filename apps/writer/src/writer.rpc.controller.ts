@@ -1,56 +1,71 @@
 import { Controller } from '@nestjs/common';
-import { MessagePattern, Payload } from '@nestjs/microservices';
+import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
 import {
+  applyClicksCommandSchema,
+  createLinkCommandSchema,
+  deleteLinkCommandSchema,
   DomainError,
+  parseRpcPayload,
   RpcPatterns,
-  type CreateLinkCommand,
-  type DeleteLinkCommand,
+  updateLinkCommandSchema,
   type LinkCreated,
   type LinkDetails,
   type RpcResult,
-  type UpdateLinkCommand,
 } from '@shortener/contracts';
 import { cacheEntryOf, linkDetailsOf, targetOf } from '@shortener/db';
 import { counter } from '@shortener/observability';
+import type { LineRpcContext } from '@shortener/rpc';
 import { PinoLogger } from 'nestjs-pino';
 import { CacheAfterWrite } from './cache-after-write';
+import { ClickApplier } from './click-applier';
 import { LinkStore } from './link-store';
 
 const writes = counter('shortener_writes_total', 'Link writes by operation and outcome', ['operation', 'outcome']);
 
+/**
+ * Every payload is parsed with its schema from libs/contracts before anything else: a
+ * value the write statements could not store is a 400 of its own request and never
+ * reaches a batch it would fail. The caller's deadline comes with the call.
+ */
 @Controller()
 export class WriterRpcController {
   constructor(
     private readonly store: LinkStore,
+    private readonly clicks: ClickApplier,
     private readonly cacheAfterWrite: CacheAfterWrite,
     private readonly logger: PinoLogger,
   ) {}
 
   @MessagePattern(RpcPatterns.createLink)
-  create(@Payload() command: CreateLinkCommand): Promise<RpcResult<LinkCreated>> {
+  create(@Payload() payload: unknown, @Ctx() context: LineRpcContext): Promise<RpcResult<LinkCreated>> {
     return this.run('create', async () => {
-      const { created, row, shard } = await this.store.create(command);
+      const { created, row, shard } = await this.store.create(parseRpcPayload(createLinkCommandSchema, payload), context.deadline);
       if (row) await this.cacheAfterWrite.written(shard, row.code, cacheEntryOf(targetOf(row)));
       return created;
     });
   }
 
   @MessagePattern(RpcPatterns.updateLink)
-  update(@Payload() command: UpdateLinkCommand): Promise<RpcResult<LinkDetails>> {
+  update(@Payload() payload: unknown, @Ctx() context: LineRpcContext): Promise<RpcResult<LinkDetails>> {
     return this.run('update', async () => {
-      const { row, shard } = await this.store.update(command);
+      const { row, shard } = await this.store.update(parseRpcPayload(updateLinkCommandSchema, payload), context.deadline);
       await this.cacheAfterWrite.written(shard, row.code, cacheEntryOf(targetOf(row)));
       return linkDetailsOf(row);
     });
   }
 
   @MessagePattern(RpcPatterns.deleteLink)
-  remove(@Payload() command: DeleteLinkCommand): Promise<RpcResult<null>> {
+  remove(@Payload() payload: unknown, @Ctx() context: LineRpcContext): Promise<RpcResult<null>> {
     return this.run('delete', async () => {
-      const { row, shard } = await this.store.remove(command);
+      const { row, shard } = await this.store.remove(parseRpcPayload(deleteLinkCommandSchema, payload), context.deadline);
       await this.cacheAfterWrite.written(shard, row.code, cacheEntryOf(targetOf(row)));
       return null;
     });
+  }
+
+  @MessagePattern(RpcPatterns.applyClicks)
+  applyClicks(@Payload() payload: unknown): Promise<RpcResult<{ applied: number }>> {
+    return this.run('clicks', () => this.clicks.apply(parseRpcPayload(applyClicksCommandSchema, payload)));
   }
 
   /** Domain errors travel back as values; anything else is logged here with its stack. */
@@ -66,7 +81,8 @@ export class WriterRpcController {
       }
       writes.inc({ operation, outcome: 'error' });
       this.logger.error({ err: error, operation }, 'write failed');
-      return { ok: false, error: { kind: 'dependency-unavailable', message: 'the write could not be completed' } };
+      // Unexpected: whether something was written cannot be promised either way.
+      return { ok: false, error: { kind: 'outcome-unknown', message: 'the write failed unexpectedly and may or may not have been applied' } };
     }
   }
 }

@@ -19,6 +19,7 @@ import type { ServiceName } from '@shortener/config';
 export const sampleVariables: Record<string, string> = {
   PG_PASSWORD: 'sample-password-for-checks',
   ADMIN_TOKEN: 'sample-admin-token-for-checks',
+  RPC_SECRET: 'sample-rpc-secret-for-the-drift-checks',
 };
 
 export interface Topology {

@@ -90,9 +90,13 @@ const database = {
 
 const redisUrl = z.string().regex(/^rediss?:\/\/[^\s]+$/, 'expected redis://host:port');
 
+/** Shared secret of the RPC channel between the gateway and the writer and readers (CONTRACT.md section 5). */
+const rpcSecret = z.string().min(32, 'must be at least 32 characters').regex(/^\S+$/, 'must not contain whitespace');
+
 const rpc = {
   RPC_HOST: z.string().min(1).default('127.0.0.1'),
   RPC_PORT: port,
+  RPC_SECRET: rpcSecret,
 };
 
 export const gatewayEnvironmentSchema = z.object({
@@ -104,6 +108,7 @@ export const gatewayEnvironmentSchema = z.object({
   REDIS_URL: redisUrl,
   WRITER_ADDR: hostPort,
   READER_ADDRS: hostPortList,
+  RPC_SECRET: rpcSecret,
 });
 
 export const writerEnvironmentSchema = z.object({

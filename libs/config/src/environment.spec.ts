@@ -12,6 +12,7 @@ const writerEnv = {
   REDIS_URL: 'redis://127.0.0.1:16379',
   RPC_PORT: '4100',
   HTTP_PORT: '4101',
+  RPC_SECRET: 'r'.repeat(32),
 };
 
 describe('validateEnvironment', () => {
@@ -62,10 +63,24 @@ describe('validateEnvironment', () => {
       WRITER_ADDR: '127.0.0.1:4100',
       READER_ADDRS: '127.0.0.1:4200, 127.0.0.1:4202',
       ADMIN_TOKEN: 'short',
+      RPC_SECRET: 'r'.repeat(32),
     };
     expect(() => validateEnvironment(gatewayEnvironmentSchema, gateway)).toThrow(/ADMIN_TOKEN/);
     const config = validateEnvironment(gatewayEnvironmentSchema, { ...gateway, ADMIN_TOKEN: 'x'.repeat(32) });
     expect(config.READER_ADDRS).toHaveLength(2);
     expect(config.PORT).toBe(3000);
+  });
+
+  it('requires a long RPC secret at the gateway, the writer and the reader, and never echoes it', () => {
+    const { RPC_SECRET: _omitted, ...withoutSecret } = writerEnv;
+    expect(() => validateEnvironment(writerEnvironmentSchema, withoutSecret)).toThrow(/RPC_SECRET/);
+    try {
+      validateEnvironment(writerEnvironmentSchema, { ...writerEnv, RPC_SECRET: 'too-short-secret' });
+      throw new Error('expected a failure');
+    } catch (error) {
+      expect((error as Error).message).toMatch(/RPC_SECRET: must be at least 32 characters/);
+      expect((error as Error).message).not.toMatch(/too-short-secret/);
+    }
+    expect(validateEnvironment(writerEnvironmentSchema, writerEnv).RPC_SECRET).toBe('r'.repeat(32));
   });
 });

@@ -3,7 +3,16 @@
  * mapped to problem+json at the gateway by kind alone.
  */
 export type DomainErrorKind =
-  'validation' | 'unauthorized' | 'forbidden' | 'not-found' | 'gone' | 'conflict' | 'idempotency-mismatch' | 'shard-unavailable' | 'dependency-unavailable';
+  | 'validation'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'not-found'
+  | 'gone'
+  | 'conflict'
+  | 'idempotency-mismatch'
+  | 'shard-unavailable'
+  | 'dependency-unavailable'
+  | 'outcome-unknown';
 
 export interface FieldError {
   field: string;
@@ -46,6 +55,13 @@ export class DomainError extends Error {
   }
 }
 
+/**
+ * The write was sent but its answer never came (a deadline passed, the connection to the
+ * database broke mid-statement): it may or may not have been applied.
+ */
+export const OutcomeUnknown = (what = 'the write') =>
+  new DomainError('outcome-unknown', `${what} did not finish in time and may or may not have been applied; a retry with the same Idempotency-Key is safe`);
+
 export const ShardUnavailable = (shard: number, retryAfterSeconds = 2) =>
   new DomainError('shard-unavailable', `shard ${shard} has no writable primary right now`, {
     retryAfterSeconds,
@@ -61,6 +77,8 @@ const problemTypes: Record<DomainErrorKind, { status: number; title: string }> =
   'idempotency-mismatch': { status: 422, title: 'Idempotency key reused with a different request' },
   'shard-unavailable': { status: 503, title: 'Shard unavailable' },
   'dependency-unavailable': { status: 503, title: 'Service unavailable' },
+  // 503 promises that nothing was written; when that cannot be promised, this is the answer.
+  'outcome-unknown': { status: 504, title: 'Outcome unknown' },
 };
 
 export interface Problem {

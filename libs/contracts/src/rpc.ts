@@ -1,4 +1,5 @@
-import type { DomainErrorPayload } from './errors';
+import { z } from 'zod';
+import { DomainError, type DomainErrorPayload, type FieldError } from './errors';
 
 /** Message patterns of the writer's and readers' TCP microservices. */
 export const RpcPatterns = {
@@ -8,17 +9,81 @@ export const RpcPatterns = {
   resolveLink: 'links.resolve',
   getLink: 'links.get',
   nodeHealth: 'cluster.node-health',
+  applyClicks: 'clicks.apply',
 } as const;
 
 export type RedirectTypeValue = 301 | 302 | 307 | 308;
 
-export interface CreateLinkCommand {
-  url: string;
-  alias?: string;
-  expiresAt?: string;
-  redirectType?: RedirectTypeValue;
-  idempotencyKey?: string;
-}
+const redirectTypeValue = z.union([z.literal(301), z.literal(302), z.literal(307), z.literal(308)]);
+
+// A lone UTF-16 surrogate survives JSON.parse but not PostgreSQL's jsonb (the event of a
+// create is cast to jsonb in the group-commit statement), and NUL is refused by text and
+// jsonb alike: both are rejected here, before a payload can join a batch.
+const LONE_SURROGATE = /\p{Cs}/u;
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** Text that every column and cast of the write statements accepts. */
+export const storableText = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((value) => !LONE_SURROGATE.test(value), 'must be well-formed Unicode (no lone surrogate)')
+    .refine((value) => !CONTROL.test(value), 'must not contain control characters');
+
+const code = z.string().regex(/^[A-Za-z0-9_-]{3,32}$/, 'is not a link code');
+// Years 1..9999 only: what toISOString and timestamptz agree on.
+const instant = z.string().refine((value) => {
+  const time = Date.parse(value);
+  return Number.isFinite(time) && time >= -62135596800000 && time < 253402300800000;
+}, 'must be an RFC 3339 date-time');
+
+// The link commands keep fields this schema does not name (looseObject): a field added by
+// the gateway reaches the writer, which decides what it reads; every field named is checked.
+export const createLinkCommandSchema = z.looseObject({
+  url: storableText(2048),
+  alias: code.optional(),
+  expiresAt: instant.optional(),
+  redirectType: redirectTypeValue.optional(),
+  idempotencyKey: z
+    .string()
+    .regex(/^[\x21-\x7e]{1,255}$/, 'must be 1 to 255 visible ASCII characters')
+    .optional(),
+});
+export type CreateLinkCommand = z.infer<typeof createLinkCommandSchema>;
+
+const credential = z.union([z.strictObject({ manageToken: z.string().regex(/^[\x21-\x7e]{1,512}$/) }), z.strictObject({ admin: z.literal(true) })]);
+
+export const updateLinkCommandSchema = z.looseObject({
+  code,
+  /** Either the link's manage token or the admin's authority (checked by the gateway). */
+  credential,
+  // Absent means unchanged; null is not a url (PATCH {"url": null} is a 400, not a NOT NULL violation).
+  url: storableText(2048).optional(),
+  expiresAt: instant.nullable().optional(),
+  redirectType: redirectTypeValue.optional(),
+});
+export type UpdateLinkCommand = z.infer<typeof updateLinkCommandSchema>;
+
+export const deleteLinkCommandSchema = z.looseObject({ code, credential });
+export type DeleteLinkCommand = z.infer<typeof deleteLinkCommandSchema>;
+
+/** links.resolve and links.get. */
+export const codeRequestSchema = z.strictObject({ code: z.string().max(64) });
+export type CodeRequest = z.infer<typeof codeRequestSchema>;
+
+export const nodeHealthRequestSchema = z.strictObject({});
+
+/**
+ * Clicks the gateway could not hand to Kafka, applied by the writer straight to the
+ * primaries. `batchId` makes a retry of the same batch (after a lost answer) a no-op.
+ */
+export const applyClicksCommandSchema = z.strictObject({
+  batchId: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/),
+  counts: z.array(z.tuple([code, z.number().int().positive()])).max(100_000),
+});
+export type ApplyClicksCommand = z.infer<typeof applyClicksCommandSchema>;
 
 export interface LinkCreated {
   code: string;
@@ -27,20 +92,6 @@ export interface LinkCreated {
   expiresAt: string | null;
   redirectType: RedirectTypeValue;
   manageToken: string;
-}
-
-export interface UpdateLinkCommand {
-  code: string;
-  /** Either the link's manage token or the admin's authority (checked by the gateway). */
-  credential: { manageToken: string } | { admin: true };
-  url?: string;
-  expiresAt?: string | null;
-  redirectType?: RedirectTypeValue;
-}
-
-export interface DeleteLinkCommand {
-  code: string;
-  credential: UpdateLinkCommand['credential'];
 }
 
 export interface LinkDetails {
@@ -68,3 +119,16 @@ export interface NodeHealth {
 
 /** Every RPC answers with this envelope, so domain errors cross the wire intact. */
 export type RpcResult<T> = { ok: true; value: T } | { ok: false; error: DomainErrorPayload };
+
+/** The field errors of a payload that does not match its schema (never echoing values). */
+export function fieldErrorsOf(error: z.ZodError): FieldError[] {
+  return error.issues.map((issue) => ({ field: issue.path.join('.') || '(body)', message: issue.message }));
+}
+
+/** Parses an RPC payload with its schema; a mismatch is a validation error (a 400 at the gateway). */
+export function parseRpcPayload<S extends z.ZodType>(schema: S, payload: unknown): z.output<S> {
+  const result = schema.safeParse(payload);
+  if (result.success) return result.data;
+  const errors = fieldErrorsOf(result.error);
+  throw new DomainError('validation', errors.map((error) => `${error.field}: ${error.message}`).join('; '), { errors });
+}

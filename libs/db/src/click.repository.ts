@@ -10,16 +10,20 @@ export const ClickRepository = {
     return rows.length ? BigInt(rows[0].last_offset) : -1n;
   },
 
+  /** Adds counts to links (codes distinct); a code without a row is skipped. */
+  async add(client: PoolClient, codes: string[], counts: number[]): Promise<void> {
+    if (codes.length === 0) return;
+    await client.query({
+      name: 'clicks-apply',
+      text: `/* writer:clicks.apply */ UPDATE urls SET clicks = urls.clicks + c.n
+             FROM (SELECT unnest($1::text[]) AS code, unnest($2::bigint[]) AS n) c WHERE urls.code = c.code`,
+      values: [codes, counts],
+    });
+  },
+
   /** Adds counts and records the offset in one transaction: a redelivery finds it applied. */
   async apply(client: PoolClient, partition: number, lastOffset: bigint, codes: string[], counts: number[]): Promise<void> {
-    if (codes.length) {
-      await client.query({
-        name: 'clicks-apply',
-        text: `/* writer:clicks.apply */ UPDATE urls SET clicks = urls.clicks + c.n
-               FROM (SELECT unnest($1::text[]) AS code, unnest($2::bigint[]) AS n) c WHERE urls.code = c.code`,
-        values: [codes, counts],
-      });
-    }
+    await ClickRepository.add(client, codes, counts);
     await client.query({
       name: 'clicks-offset-save',
       text: `/* writer:clicks.offset */ INSERT INTO click_offsets (kafka_partition, last_offset) VALUES ($1, $2)

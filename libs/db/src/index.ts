@@ -9,3 +9,4 @@ export * from './node-probe';
 export * from './node-admin';
 export type { Pool, PoolClient } from 'pg';
 export * from './statement-batcher';
+export * from './write-outcome';

@@ -15,9 +15,12 @@ export interface PoolSizing {
   /** Server-side and client-side limit for one statement. */
   statementTimeoutMs: number;
   /**
-   * Also enforce the limit on the server. Off for writers in quorum mode: a server-side
-   * cancel of a COMMIT that waits for its synchronous replica only warns, and the
-   * transaction stays committed on the primary alone.
+   * Also enforce the limit on the server (the default), so a statement cut short there
+   * is rolled back and known not to have been applied. PostgreSQL disarms
+   * statement_timeout before it commits, so a COMMIT waiting for its synchronous replica
+   * is never cancelled by it (checked on PostgreSQL 15: a 1 s timeout, a commit waiting
+   * for a standby that never comes, still waiting after 6 s) and quorum acknowledgement
+   * holds. The client-side limit is 500 ms longer: it fires only when the server is gone.
    */
   serverSideTimeout?: boolean;
   applicationName: string;
@@ -91,12 +94,16 @@ export async function inTransaction<T>(pool: Pool, work: (client: PoolClient) =>
     broken = true;
   };
   client.on('error', onError);
+  let committing = false;
   try {
     await client.query('BEGIN');
     const result = await work(client);
+    committing = true;
     await client.query('COMMIT');
     return result;
   } catch (error) {
+    // Before COMMIT was sent nothing can have been committed, whatever the error says.
+    if (!committing && error && typeof error === 'object') (error as { transactionNotCommitted?: boolean }).transactionNotCommitted = true;
     try {
       await client.query('ROLLBACK');
     } catch {

@@ -41,9 +41,4 @@ export const OutboxRepository = {
       values: [ids],
     });
   },
-
-  async backlog(client: PoolClient): Promise<number> {
-    const { rows } = await client.query<{ count: string }>('SELECT count(*) AS count FROM outbox');
-    return Number(rows[0].count);
-  },
 };

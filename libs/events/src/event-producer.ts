@@ -39,10 +39,6 @@ export class EventProducer {
     );
   }
 
-  get isConnected(): boolean {
-    return this.producer !== null;
-  }
-
   async stop(): Promise<void> {
     const producer = this.producer;
     this.producer = null;
