@@ -1,8 +1,17 @@
 import { registerDecorator, type ValidationArguments } from 'class-validator';
-import { checkAlias, checkExpiresAt, checkTargetUrl } from '@shortener/links';
+import { checkAlias, checkExpiresAt, checkTargetUrl, normaliseTargetUrl, OPEN_TARGET_POLICY, type TargetPolicy } from '@shortener/links';
 
-/** The public host links may not point at; set once from PUBLIC_BASE_URL at start-up. */
-export const publicHost = { value: null as string | null };
+/**
+ * Which targets are refused (the shortener's own host, private addresses, BLOCKED_HOSTS);
+ * set once at start-up from the configuration, before the first request.
+ */
+export const targetPolicy = { value: OPEN_TARGET_POLICY as TargetPolicy };
+
+/** The normalised form of a target the validators accepted: what is stored and redirected to. */
+export function normalisedTarget(url: string): string {
+  const check = normaliseTargetUrl(url, targetPolicy.value);
+  return check.ok ? check.url : url;
+}
 
 function ruleDecorator(name: string, rule: (value: string) => string | null): PropertyDecorator {
   return (target, propertyName) => {
@@ -26,6 +35,6 @@ function ruleDecorator(name: string, rule: (value: string) => string | null): Pr
   };
 }
 
-export const IsTargetUrl = () => ruleDecorator('isTargetUrl', (value) => checkTargetUrl(value, publicHost.value));
+export const IsTargetUrl = () => ruleDecorator('isTargetUrl', (value) => checkTargetUrl(value, targetPolicy.value));
 export const IsAlias = () => ruleDecorator('isAlias', checkAlias);
 export const IsFutureDateTime = () => ruleDecorator('isFutureDateTime', (value) => checkExpiresAt(value));

@@ -5,7 +5,9 @@ import { exitOnStartFailure, startService } from '@shortener/observability';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { CLICK_BATCHER, LINK_CACHE, READER_POOL } from './gateway.constants';
 import { GatewayModule } from './gateway.module';
-import { publicHost } from './link-validators';
+import { clientErrorHandler, frameworkErrors, installJsonBodyParser } from './front-door';
+import { targetPolicy } from './link-validators';
+import { targetPolicyOf } from '@shortener/links';
 import { problemOfStatus, sendProblem } from './problem';
 import { registerRedirectRoute } from './redirect.route';
 
@@ -39,8 +41,15 @@ export function installFastifyErrorHandling(fastify: FastifyInstance): void {
 async function main(): Promise<void> {
   const env = validateEnvironment(gatewayEnvironmentSchema, process.env);
   const publicBaseUrl = (env.PUBLIC_BASE_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, '');
-  publicHost.value = new URL(publicBaseUrl).host;
-  const adapter = new FastifyAdapter({ bodyLimit: MAX_BODY_BYTES, maxParamLength: 200, return503OnClosing: true });
+  targetPolicy.value = targetPolicyOf({ publicBaseUrl, allowPrivate: env.ALLOW_PRIVATE_TARGETS, blockedHosts: env.BLOCKED_HOSTS });
+  const adapter = new FastifyAdapter({
+    bodyLimit: MAX_BODY_BYTES,
+    maxParamLength: 200,
+    return503OnClosing: true,
+    trustProxy: env.TRUST_PROXY,
+    frameworkErrors,
+    clientErrorHandler,
+  });
   await startService({
     name: 'gateway',
     module: GatewayModule.forRoot({ ...env, publicBaseUrl }),
@@ -50,10 +59,12 @@ async function main(): Promise<void> {
     configure: (app: NestFastifyApplication) => {
       const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
       installFastifyErrorHandling(fastify);
+      installJsonBodyParser(fastify);
       registerRedirectRoute(fastify, {
         cache: app.get(LINK_CACHE),
         readers: app.get(READER_POOL),
         clicks: app.get(CLICK_BATCHER),
+        permanentCacheSeconds: env.REDIRECT_CACHE_SECONDS,
       });
       const document = SwaggerModule.createDocument(
         app,

@@ -19,6 +19,20 @@ export interface RedirectDependencies {
   cache: LinkCache;
   readers: ReaderPool;
   clicks: ClickBatcher;
+  /** REDIRECT_CACHE_SECONDS: how long browsers may keep a 301 or 308. */
+  permanentCacheSeconds: number;
+}
+
+/**
+ * Cache-Control by redirect type, as constant strings chosen once: a permanent redirect
+ * is kept a bounded time (so an edit or a delete reaches browsers), a temporary one is
+ * revalidated every time. Indexed by status, so the hit path does one array load.
+ */
+export function cacheControlByStatus(permanentCacheSeconds: number): string[] {
+  const table: string[] = [];
+  table[301] = table[308] = `max-age=${permanentCacheSeconds}`;
+  table[302] = table[307] = 'private, no-cache';
+  return table;
 }
 
 /**
@@ -26,6 +40,7 @@ export interface RedirectDependencies {
  * pipeline: a cache hit is one Redis GET and a 30x; a miss asks a reader.
  */
 export function registerRedirectRoute(fastify: FastifyInstance, deps: RedirectDependencies): void {
+  const cacheControl = cacheControlByStatus(deps.permanentCacheSeconds);
   const counted = {
     hitRedirect: redirects.labels('redirect', 'cache'),
     hitNotFound: redirects.labels('404', 'cache'),
@@ -55,7 +70,7 @@ export function registerRedirectRoute(fastify: FastifyInstance, deps: RedirectDe
         if (entry.expiresAt === null || entry.expiresAt > Date.now()) {
           counted.hitRedirect.inc();
           deps.clicks.record(code);
-          return reply.code(entry.redirectType).header('location', entry.url).send();
+          return reply.code(entry.redirectType).header('location', entry.url).header('cache-control', cacheControl[entry.redirectType]).send();
         }
         counted.hitGone.inc();
         return reply.code(410).type(PROBLEM_CONTENT_TYPE).send(GONE);
@@ -80,7 +95,7 @@ export function registerRedirectRoute(fastify: FastifyInstance, deps: RedirectDe
       case 'found':
         counted.missRedirect.inc();
         deps.clicks.record(code);
-        return reply.code(resolution.redirectType).header('location', resolution.url).send();
+        return reply.code(resolution.redirectType).header('location', resolution.url).header('cache-control', cacheControl[resolution.redirectType]).send();
       case 'gone':
         counted.missGone.inc();
         return reply.code(410).type(PROBLEM_CONTENT_TYPE).send(GONE);

@@ -9,6 +9,7 @@ import { CreatedUrlDto, CreateUrlDto, ProblemDto, UpdateUrlDto, UrlDetailsDto } 
 import { GATEWAY_CONFIG, READER_POOL, REQUEST_TIMEOUTS, WRITER_CHANNEL } from './gateway.constants';
 import type { ReaderPool, RpcChannel } from './rpc-channel';
 import { TransportError } from './rpc-channel';
+import { normalisedTarget } from './link-validators';
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
@@ -49,7 +50,7 @@ export class UrlsController {
         errors: [{ field: 'Idempotency-Key', message: 'must be 1 to 255 visible ASCII characters' }],
       });
     }
-    const created = await this.write<LinkCreated>(RpcPatterns.createLink, { ...body, idempotencyKey });
+    const created = await this.write<LinkCreated>(RpcPatterns.createLink, { ...body, url: normalisedTarget(body.url), idempotencyKey });
     reply.header('location', `/api/urls/${created.code}`);
     return {
       code: created.code,
@@ -84,7 +85,8 @@ export class UrlsController {
   @ApiResponse({ status: 410, type: ProblemDto })
   async update(@Param('code') code: string, @Body() body: UpdateUrlDto, @Req() request: FastifyRequest): Promise<LinkDetails> {
     assertCode(code);
-    return this.write<LinkDetails>(RpcPatterns.updateLink, { code, credential: credentialOf(request), ...body });
+    const change = body.url === undefined ? body : { ...body, url: normalisedTarget(body.url) };
+    return this.write<LinkDetails>(RpcPatterns.updateLink, { code, credential: credentialOf(request), ...change });
   }
 
   @Delete(':code')

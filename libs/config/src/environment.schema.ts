@@ -99,6 +99,34 @@ const rpc = {
   RPC_SECRET: rpcSecret,
 };
 
+/** true/false (also 1/0, yes/no); z.coerce.boolean would read "false" as true. */
+const flag = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' })
+  .transform((value) => value === 'true' || value === '1' || value === 'yes');
+
+const perMinute = z.coerce.number().int().min(0).max(100_000);
+
+/**
+ * Fastify's trustProxy: false (the peer address counts), true (the left-most
+ * X-Forwarded-For entry counts), a hop count, or a comma list of proxy addresses/CIDRs.
+ */
+const trustProxy = z
+  .string()
+  .regex(/^(true|false|\d{1,2}|[0-9A-Fa-f:./]+(\s*,\s*[0-9A-Fa-f:./]+)*)$/, 'expected true, false, a hop count or a comma list of addresses')
+  .transform((value): boolean | number | string[] =>
+    value === 'true' ? true : value === 'false' ? false : /^\d+$/.test(value) ? Number(value) : value.split(',').map((item) => item.trim()),
+  );
+
+const hostList = z
+  .string()
+  .regex(/^[^\s,]*(\s*,\s*[^\s,]*)*$/, 'expected a comma list of host names')
+  .transform((value) =>
+    value
+      .split(',')
+      .map((item) => item.trim())
+      .filter(Boolean),
+  );
+
 export const gatewayEnvironmentSchema = z.object({
   ...common,
   PORT: port.default(3000),
@@ -109,6 +137,14 @@ export const gatewayEnvironmentSchema = z.object({
   WRITER_ADDR: hostPort,
   READER_ADDRS: hostPortList,
   RPC_SECRET: rpcSecret,
+  // CONTRACT.md section 8: keys, quotas, targets, redirect caching.
+  KEY_RATE_LIMIT_PER_MINUTE: perMinute.min(1).default(600),
+  ANONYMOUS_RATE_LIMIT_PER_MINUTE: perMinute.default(0),
+  ANONYMOUS_CREATE: flag.default(true),
+  TRUST_PROXY: trustProxy.default(false),
+  ALLOW_PRIVATE_TARGETS: flag.default(false),
+  BLOCKED_HOSTS: hostList.default([]),
+  REDIRECT_CACHE_SECONDS: z.coerce.number().int().min(0).max(31_536_000).default(300),
 });
 
 export const writerEnvironmentSchema = z.object({

@@ -71,6 +71,47 @@ describe('validateEnvironment', () => {
     expect(config.PORT).toBe(3000);
   });
 
+  it('reads the keys, quotas and targets settings of section 8 with their defaults', () => {
+    const gateway = {
+      SHARD_NODES: shardNodes,
+      KAFKA_BROKERS: '127.0.0.1:19092',
+      REDIS_URL: 'redis://127.0.0.1:16379',
+      WRITER_ADDR: '127.0.0.1:4100',
+      READER_ADDRS: '127.0.0.1:4200',
+      ADMIN_TOKEN: 'x'.repeat(32),
+      RPC_SECRET: 'r'.repeat(32),
+    };
+    const defaults = validateEnvironment(gatewayEnvironmentSchema, gateway);
+    expect(defaults).toMatchObject({
+      KEY_RATE_LIMIT_PER_MINUTE: 600,
+      ANONYMOUS_RATE_LIMIT_PER_MINUTE: 0,
+      ANONYMOUS_CREATE: true,
+      TRUST_PROXY: false,
+      ALLOW_PRIVATE_TARGETS: false,
+      BLOCKED_HOSTS: [],
+      REDIRECT_CACHE_SECONDS: 300,
+    });
+    const set = validateEnvironment(gatewayEnvironmentSchema, {
+      ...gateway,
+      ANONYMOUS_RATE_LIMIT_PER_MINUTE: '60',
+      ANONYMOUS_CREATE: 'false',
+      TRUST_PROXY: '10.0.0.0/8, 127.0.0.1',
+      ALLOW_PRIVATE_TARGETS: '1',
+      BLOCKED_HOSTS: 'evil.example, bad.test',
+    });
+    expect(set).toMatchObject({
+      ANONYMOUS_RATE_LIMIT_PER_MINUTE: 60,
+      ANONYMOUS_CREATE: false,
+      TRUST_PROXY: ['10.0.0.0/8', '127.0.0.1'],
+      ALLOW_PRIVATE_TARGETS: true,
+      BLOCKED_HOSTS: ['evil.example', 'bad.test'],
+    });
+    expect(validateEnvironment(gatewayEnvironmentSchema, { ...gateway, TRUST_PROXY: 'true' }).TRUST_PROXY).toBe(true);
+    expect(validateEnvironment(gatewayEnvironmentSchema, { ...gateway, TRUST_PROXY: '2' }).TRUST_PROXY).toBe(2);
+    expect(() => validateEnvironment(gatewayEnvironmentSchema, { ...gateway, ANONYMOUS_CREATE: 'nope' })).toThrow(/ANONYMOUS_CREATE/);
+    expect(() => validateEnvironment(gatewayEnvironmentSchema, { ...gateway, KEY_RATE_LIMIT_PER_MINUTE: '0' })).toThrow(/KEY_RATE_LIMIT_PER_MINUTE/);
+  });
+
   it('requires a long RPC secret at the gateway, the writer and the reader, and never echoes it', () => {
     const { RPC_SECRET: _omitted, ...withoutSecret } = writerEnv;
     expect(() => validateEnvironment(writerEnvironmentSchema, withoutSecret)).toThrow(/RPC_SECRET/);

@@ -1,3 +1,4 @@
 export * from './cache-entry';
 export * from './link-rules';
 export * from './short-code';
+export * from './target-url';

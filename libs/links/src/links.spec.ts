@@ -8,8 +8,11 @@ import {
   encodeCacheEntry,
   generateCode,
   isRedirectType,
+  targetPolicyOf,
   type CacheEntry,
 } from './index';
+
+const shortener = targetPolicyOf({ publicBaseUrl: 'https://sho.rt', allowPrivate: false, blockedHosts: [] });
 
 describe('generateCode', () => {
   it('makes 7 base62 characters', () => {
@@ -38,7 +41,7 @@ describe('generateCode', () => {
 
 describe('checkTargetUrl', () => {
   it.each(['https://example.com', 'http://example.com:8080/a?b=c#d', 'https://xn--bcher-kva.example/ü'])('accepts %s', (url) =>
-    expect(checkTargetUrl(url, 'sho.rt')).toBeNull(),
+    expect(checkTargetUrl(url, shortener)).toBeNull(),
   );
 
   it.each([
@@ -52,12 +55,12 @@ describe('checkTargetUrl', () => {
     ['https://sho.rt/abc', /this shortener/],
     ['HTTPS://SHO.RT/abc', /this shortener/],
     [`https://example.com/${'a'.repeat(2048)}`, /2048/],
-  ])('rejects %j', (url, message) => expect(checkTargetUrl(url, 'sho.rt')).toMatch(message));
+  ])('rejects %j', (url, message) => expect(checkTargetUrl(url, shortener)).toMatch(message));
 
   it('allows exactly 2048 characters', () => {
     const url = `https://example.com/${'a'.repeat(2048 - 20)}`;
     expect(url).toHaveLength(2048);
-    expect(checkTargetUrl(url, null)).toBeNull();
+    expect(checkTargetUrl(url)).toBeNull();
   });
 });
 
