@@ -1,13 +1,18 @@
 import type { ClusterCommand } from '@shortener/contracts';
 import { NodeAdmin, probeNode, type NodeState, type ShardPools } from '@shortener/db';
 import {
-  chooseReplicaToPromote,
   FailureDetector,
   initialTopology,
   nodeAddress,
+  primaryServes,
+  runFailover,
+  runSwitchover,
   synchronousStandbyNames,
-  withPromotedReplica,
+  withTerm,
+  type FailoverOutcome,
+  type NodeView,
   type ShardMembers,
+  type SwitchoverPorts,
   type Topology,
 } from '@shortener/topology';
 import { counter, gauge, histogram } from '@shortener/observability';
@@ -27,6 +32,10 @@ const failovers = counter('shortener_failovers_total', 'Promotions by kind', ['k
 const checkFailures = counter('shortener_health_check_failures_total', 'Failed node health checks', ['node']);
 const lagGauge = gauge('shortener_monitor_replica_lag_bytes', 'Replica lag seen by the monitor', ['node']);
 const leaderGauge = gauge('shortener_monitor_leader', '1 while this monitor leads');
+const nodeUp = gauge('shortener_node_up', '1 when the node answers its health check (leading monitor only)', ['shard', 'node', 'role']);
+const epochGauge = gauge('shortener_topology_epoch', 'Epoch of the topology this monitor holds');
+const fenceFailures = counter('shortener_fence_failures_total', 'Fences of an old primary that failed', ['node']);
+const heldReadOnly = counter('shortener_failover_held_total', 'Failover rounds that left a shard without a writable primary rather than risk two', ['shard']);
 const failoverDuration = histogram('shortener_failover_duration_seconds', 'From first failed check to new topology', [], [1, 2, 3, 4, 5, 6, 8, 10, 15, 30]);
 
 export interface CoordinatorDependencies {
@@ -34,14 +43,18 @@ export interface CoordinatorDependencies {
   control: NodeControl;
   publish: (topology: Topology) => Promise<void>;
   isLeader: () => boolean;
+  /** The leader term of this monitor's publisher (its fencing token); null while it holds none. */
+  term: () => number | null;
   log: (level: 'info' | 'warn' | 'error', message: string, extra?: object) => void;
 }
 
 /**
- * The sentinel's decisions. Only the leader acts: it checks every node each second,
- * promotes the most advanced replica of a shard whose primary is dead (fencing the old
- * one first), re-points the other replicas, publishes the new topology, and brings the
- * old primary back as a replica. It also handles planned switchovers.
+ * The monitor's effects around the decisions of libs/topology (`runFailover`,
+ * `runSwitchover`, `decideFailover`): only the leader acts. It checks every node each
+ * second; a shard whose primary is down is failed over within the round (awaited, never
+ * fire-and-forget, so a round never starts a second attempt beside a running one); the
+ * other replicas are re-pointed, the new topology is published under this leader's term,
+ * and the old primary is brought back as a replica. It also runs planned switchovers.
  */
 export class FailoverCoordinator {
   private readonly detector = new FailureDetector(PRIMARY_FAILURES_TO_FAILOVER);
@@ -54,8 +67,11 @@ export class FailoverCoordinator {
   private readonly notStreamingSince = new Map<string, number>();
   /** The epoch whose roles the platform shows (pod labels in Kubernetes); -1: none yet. */
   private markedEpoch = -1;
+  private readonly ports: SwitchoverPorts;
 
-  constructor(private readonly deps: CoordinatorDependencies) {}
+  constructor(private readonly deps: CoordinatorDependencies) {
+    this.ports = this.makePorts();
+  }
 
   /** The newest topology: what this monitor published, or what it followed. */
   get topology(): Topology {
@@ -84,6 +100,8 @@ export class FailoverCoordinator {
 
   /** A new leader with no topology on Kafka publishes the first one, from what the nodes say. */
   async publishInitialTopology(shards: { id: number; nodes: { name: string; host: string; port: number }[] }[]): Promise<Topology> {
+    const term = this.deps.term();
+    if (term === null || !this.deps.isLeader()) throw new Error('not leading: no first topology published');
     const primaries = new Map<number, string>();
     for (const shard of shards) {
       for (const node of shard.nodes) {
@@ -94,7 +112,7 @@ export class FailoverCoordinator {
         }
       }
     }
-    const topology = initialTopology(shards, this.deps.pools.topology.replicationMode, primaries);
+    const topology = withTerm(initialTopology(shards, this.deps.pools.topology.replicationMode, primaries), term);
     await this.deps.publish(topology);
     this.adopt(topology);
     return topology;
@@ -104,16 +122,24 @@ export class FailoverCoordinator {
     const leader = this.deps.isLeader();
     leaderGauge.set(leader ? 1 : 0);
     const topology = this.topology;
+    epochGauge.set(topology.epoch);
+    const primaries = new Set(topology.shards.map((shard) => shard.primary));
     await Promise.all(
       topology.nodes.map(async (node) => {
         const state = await this.probe(node.name);
-        this.detector.record(node.name, state !== null);
+        // A named primary that answers read-only or in recovery serves no write: a failed check too.
+        this.detector.record(node.name, primaries.has(node.name) ? primaryServes(this.view(state)) : state !== null);
         if (state) this.states.set(node.name, state);
         else checkFailures.inc({ node: node.name });
       }),
     );
+    // Node health is the leader's to tell: a follower's gauges would double every alert.
+    nodeUp.reset();
     for (const shard of topology.shards) {
       const primary = this.states.get(shard.primary);
+      for (const [node, role] of [[shard.primary, 'primary'], ...shard.replicas.map((replica) => [replica, 'replica'])]) {
+        if (leader) nodeUp.set({ shard: String(shard.id), node, role }, this.detector.consecutiveFailures(node) === 0 ? 1 : 0);
+      }
       for (const replica of shard.replicas) {
         const state = this.states.get(replica);
         if (state && primary && !primary.inRecovery && state.inRecovery) {
@@ -124,15 +150,21 @@ export class FailoverCoordinator {
     }
     if (!leader) return;
     if (topology.epoch !== this.markedEpoch) void this.markRoles(topology);
+    const failing: ShardMembers[] = [];
     for (const shard of topology.shards) {
       if (this.busyShards.has(shard.id)) continue;
       if (this.detector.isDown(shard.primary)) {
-        void this.failover(shard, `primary ${shard.primary} failed ${this.detector.consecutiveFailures(shard.primary)} health checks`);
+        failing.push(shard);
         continue;
       }
       await this.trackStreaming(shard);
+      // Beside a failing primary, a replica out of recovery is the promotion the failover resumes: left alone.
+      if (this.detector.consecutiveFailures(shard.primary) > 0) continue;
       for (const replica of shard.replicas) this.reconcileReplica(shard, replica);
     }
+    await Promise.all(
+      failing.map((shard) => this.failover(shard, `primary ${shard.primary} failed ${this.detector.consecutiveFailures(shard.primary)} health checks`)),
+    );
   }
 
   private async trackStreaming(shard: ShardMembers): Promise<void> {
@@ -159,23 +191,11 @@ export class FailoverCoordinator {
       return;
     }
     this.busyShards.add(shard.id);
-    const started = Date.now();
-    const oldPrimary = shard.primary;
-    const pools = this.deps.pools;
     try {
-      const candidate = await this.bestReplica(shard);
-      if (!candidate) throw new Error('no healthy replica to hand over to');
-      await NodeAdmin.setReadOnly(pools.pool(oldPrimary), true);
-      const target = await NodeAdmin.currentWalLsn(pools.pool(oldPrimary));
-      // A clean stop sends every remaining WAL record to the standbys before it exits.
-      await this.deps.control.stop(oldPrimary);
-      await this.waitForReplay(candidate, target, 5000);
-      await this.promote(shard, candidate, oldPrimary, 'planned switchover', started, 'switchover');
-      void this.rejoin(oldPrimary, candidate);
+      const outcome = await runSwitchover(this.ports, shard.id, { replayTimeoutMs: 5000 });
+      this.afterPromotion(outcome, 'switchover');
     } catch (error) {
       this.deps.log('error', 'switchover failed', { shard: shard.id, err: (error as Error).message });
-      await NodeAdmin.setReadOnly(pools.pool(oldPrimary), false).catch(() => undefined);
-      if (!(await this.deps.control.isRunning(oldPrimary))) await this.deps.control.start(oldPrimary).catch(() => undefined);
     } finally {
       this.busyShards.delete(shard.id);
     }
@@ -184,60 +204,78 @@ export class FailoverCoordinator {
   private async failover(shard: ShardMembers, reason: string): Promise<void> {
     this.busyShards.add(shard.id);
     const failingSince = this.detector.failingSince(shard.primary) ?? Date.now();
-    const oldPrimary = shard.primary;
     try {
-      const candidate = await this.bestReplica(shard);
-      if (!candidate) {
-        this.deps.log('error', 'primary down and no replica can be promoted', { shard: shard.id });
-        return;
-      }
-      // Fence first: from here on the old primary can acknowledge nothing.
-      await this.deps.control.fence(oldPrimary);
-      await this.promote(shard, candidate, oldPrimary, reason, failingSince, 'failover');
-      void this.rejoin(oldPrimary, candidate);
+      const outcome = await runFailover(this.ports, shard.id, reason, failingSince);
+      if (outcome.outcome === 'held-read-only') heldReadOnly.inc({ shard: String(shard.id) });
+      this.afterPromotion(outcome, 'failover');
     } catch (error) {
-      this.deps.log('error', 'failover failed; will retry', { shard: shard.id, err: (error as Error).message });
+      // Resumable: the next round finds whatever this one left (a promoted replica is published, not promoted again).
+      this.deps.log('error', 'failover failed; the next round resumes it', { shard: shard.id, err: (error as Error).message });
     } finally {
       this.busyShards.delete(shard.id);
     }
   }
 
-  private async promote(
-    shard: ShardMembers,
-    candidate: string,
-    oldPrimary: string,
-    reason: string,
-    startedAt: number,
-    kind: 'failover' | 'switchover',
-  ): Promise<void> {
-    const pools = this.deps.pools;
-    const topology = this.topology;
-    const newPool = pools.pool(candidate);
-    if (!(await NodeAdmin.promote(newPool, 10))) throw new Error(`${candidate} did not finish promotion in time`);
-    const followers = [...shard.replicas.filter((name) => name !== candidate), oldPrimary];
-    for (const follower of followers) await NodeAdmin.ensureReplicationSlot(newPool, follower);
-    await NodeAdmin.setSynchronousStandbyNames(newPool, synchronousStandbyNames(topology.replicationMode, followers));
-    const address = nodeAddress(topology, candidate);
-    await Promise.all(
-      shard.replicas
-        .filter((name) => name !== candidate)
-        .map((replica) =>
-          NodeAdmin.followPrimary(pools.pool(replica), address, replica).catch((error: Error) =>
-            this.deps.log('warn', 'could not re-point replica; it will be rejoined', { node: replica, err: error.message }),
-          ),
-        ),
-    );
-    const next = withPromotedReplica(topology, shard.id, candidate, {
-      at: new Date().toISOString(),
-      reason,
-      durationMs: Date.now() - startedAt,
+  private afterPromotion(outcome: FailoverOutcome, kind: 'failover' | 'switchover'): void {
+    if (outcome.outcome !== 'published') {
+      if (outcome.outcome !== 'no-candidate') this.deps.log('warn', `${kind} not finished this round`, { ...outcome });
+      return;
+    }
+    const record = outcome.topology.failovers.at(-1)!;
+    this.detector.forget(outcome.from);
+    failovers.inc({ kind, shard: String(record.shard) });
+    failoverDuration.observe(record.durationMs / 1000);
+    this.deps.log('info', `${kind} done`, {
+      shard: record.shard,
+      from: outcome.from,
+      to: outcome.to,
+      resumed: outcome.resumed,
+      epoch: outcome.topology.epoch,
+      term: outcome.topology.term,
+      durationMs: record.durationMs,
     });
-    await this.publishWithRetry(next);
-    this.adopt(next);
-    this.detector.forget(oldPrimary);
-    failovers.inc({ kind, shard: String(shard.id) });
-    failoverDuration.observe((Date.now() - startedAt) / 1000);
-    this.deps.log('info', `${kind} done`, { shard: shard.id, from: oldPrimary, to: candidate, epoch: next.epoch, durationMs: Date.now() - startedAt });
+    void this.rejoin(outcome.from, outcome.to);
+  }
+
+  /** The effects the decisions of libs/topology run; each is idempotent. */
+  private makePorts(): SwitchoverPorts {
+    const pools = this.deps.pools;
+    const control = this.deps.control;
+    return {
+      stillLeading: () => this.deps.isLeader() && this.deps.term() !== null,
+      term: () => this.deps.term() ?? -1,
+      topology: () => this.topology,
+      get mode() {
+        return pools.topology.replicationMode;
+      },
+      observe: async (nodes) => new Map(await Promise.all(nodes.map(async (node) => [node, this.view(await this.probe(node))] as [string, NodeView | null]))),
+      fence: (node) => control.fence(node),
+      fenceFailed: (node, error) => {
+        fenceFailures.inc({ node });
+        this.deps.log('error', 'fence failed', { node, fenceMethod: control.fenceMethod, err: error.message });
+      },
+      promote: async (node) => {
+        const state = await this.probe(node);
+        if (state && !state.inRecovery) return true;
+        return NodeAdmin.promote(pools.pool(node), 10);
+      },
+      configurePrimary: async (node, followers) => {
+        const pool = pools.pool(node);
+        for (const follower of followers) await NodeAdmin.ensureReplicationSlot(pool, follower);
+        await NodeAdmin.setSynchronousStandbyNames(pool, synchronousStandbyNames(this.topology.replicationMode, followers));
+      },
+      repoint: (replica, upstream) => NodeAdmin.followPrimary(pools.pool(replica), nodeAddress(this.topology, upstream), replica),
+      publish: (topology) => this.deps.publish(topology),
+      adopt: (topology) => this.adopt(topology),
+      now: () => Date.now(),
+      log: this.deps.log,
+      setReadOnly: (node, readOnly) => NodeAdmin.setReadOnly(pools.pool(node), readOnly),
+      currentWalLsn: (node) => NodeAdmin.currentWalLsn(pools.pool(node)),
+      stop: (node) => control.stop(node),
+      start: (node) => control.start(node),
+      isRunning: (node) => control.isRunning(node),
+      waitForReceived: (node, lsn, timeoutMs) => this.waitForReplay(node, lsn, timeoutMs),
+    };
   }
 
   /** Standbys that died are started again; a node that claims to be a primary but is not one is fenced and rejoined. */
@@ -307,18 +345,6 @@ export class FailoverCoordinator {
     return false;
   }
 
-  private async bestReplica(shard: ShardMembers): Promise<string | null> {
-    const probes = await Promise.all(shard.replicas.map((name) => this.probe(name)));
-    return chooseReplicaToPromote(
-      shard.replicas.map((name, priority) => ({
-        name,
-        priority,
-        reachable: probes[priority] !== null && probes[priority]!.inRecovery,
-        receivedLsn: probes[priority]?.receivedLsn ?? probes[priority]?.walLsn ?? null,
-      })),
-    );
-  }
-
   private async waitForReplay(node: string, target: bigint, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
@@ -340,21 +366,18 @@ export class FailoverCoordinator {
     }
   }
 
-  private async publishWithRetry(topology: Topology): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.deps.publish(topology);
-        return;
-      } catch (error) {
-        if (attempt >= 5 || !this.deps.isLeader()) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
-      }
-    }
-  }
-
   private adopt(topology: Topology): void {
     this.local = topology;
+    epochGauge.set(topology.epoch);
     this.deps.pools.apply(topology);
+  }
+
+  /** A probe as the decisions see it: the WAL receiver's upstream named by the topology's node at that address. */
+  private view(state: NodeState | null): NodeView | null {
+    if (!state) return null;
+    const sender = state.walSender;
+    const upstream = sender ? this.topology.nodes.find((node) => `${node.host}:${node.port}` === sender) : undefined;
+    return { ...state, receivingFrom: upstream?.name ?? null };
   }
 
   private async probe(name: string): Promise<NodeState | null> {

@@ -55,10 +55,41 @@ describe('Kubernetes node control', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('fences a node by deleting its pod at once, with the service account token', async () => {
+  it('fences a node by a non-forced pod delete and returns only once the pod is gone', async () => {
     await control.fence('s0n0');
-    expect(seen).toEqual([{ method: 'DELETE', url: '/api/v1/namespaces/shortener/pods/pg-s0-0?gracePeriodSeconds=0', authorization: 'Bearer token-1' }]);
+    expect(seen.map((call) => `${call.method} ${call.url}`)).toEqual([
+      'GET /api/v1/namespaces/shortener/pods/pg-s0-0',
+      'DELETE /api/v1/namespaces/shortener/pods/pg-s0-0?gracePeriodSeconds=1',
+      'GET /api/v1/namespaces/shortener/pods/pg-s0-0',
+    ]);
+    expect(seen.every((call) => call.authorization === 'Bearer token-1')).toBe(true);
     expect(await control.isRunning('s0n0')).toBe(false);
+  });
+
+  it('a fence whose pod never goes away (its node is cut off) fails loudly', async () => {
+    const stuck = apiServer({ 'pg-s0-0': { phase: 'Running' } });
+    // Deletes are accepted but the kubelet never confirms: the pod stays.
+    stuck.server.removeAllListeners('request');
+    stuck.server.on('request', (req: IncomingMessage, res) => {
+      req.resume();
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ metadata: { name: 'pg-s0-0', uid: 'u1' }, status: { phase: 'Running' } }));
+    });
+    await new Promise<void>((resolve) => stuck.server.listen(0, '127.0.0.1', resolve));
+    const { port } = stuck.server.address() as AddressInfo;
+    const slow = new KubernetesNodeControl([{ name: 's0n0', host: 'pg-s0-0.pg-s0' }], {
+      url: `http://127.0.0.1:${port}`,
+      serviceAccountDir: dir,
+      timeoutMs: 1000,
+      fenceTimeoutMs: 300,
+      pollMs: 50,
+    });
+    try {
+      await expect(slow.fence('s0n0')).rejects.toThrow(/not fenced/);
+    } finally {
+      await new Promise((resolve) => stuck.server.close(resolve));
+    }
   });
 
   it('stops gracefully, and reads the token again on every call (it is rotated)', async () => {

@@ -10,6 +10,10 @@ export interface KubernetesApi {
   serviceAccountDir: string;
   /** Deadline of one API call. */
   timeoutMs: number;
+  /** How long a fence waits for the kubelet to report the pod gone. */
+  fenceTimeoutMs?: number;
+  /** Between two reads of a pod being fenced. */
+  pollMs?: number;
 }
 
 /** The label the `pg-s<n>-primary` Services select (k8s/base/postgres.yaml). */
@@ -19,18 +23,28 @@ export const IN_CLUSTER_API: KubernetesApi = {
   url: 'https://kubernetes.default.svc',
   serviceAccountDir: '/var/run/secrets/kubernetes.io/serviceaccount',
   timeoutMs: 5000,
+  fenceTimeoutMs: 6000,
+  pollMs: 200,
 };
 
 /**
  * Node control on Kubernetes, through the API server with the pod's service account
  * (RBAC in k8s/base). A node's pod is the first DNS label of its host in SHARD_NODES
- * (`pg-s0-1.pg-s0` -> pod `pg-s0-1`). Fencing deletes the pod with
- * no grace period; the StatefulSet recreates it, and its entrypoint, finding that the
- * topology names another primary, rewinds it (pg_rewind) and starts it as a standby of
- * that primary. Rejoin and start are therefore the same delete; stop is a graceful delete.
- * Pods carry their role as a label, so that Services can route to the primary.
+ * (`pg-s0-1.pg-s0` -> pod `pg-s0-1`). The StatefulSet recreates a deleted pod, and its
+ * entrypoint, finding that the topology names another primary, rewinds it (pg_rewind)
+ * and starts it as a standby of that primary. Rejoin and start are therefore a delete;
+ * stop is a graceful delete. Pods carry their role as a label, so that Services can route
+ * to the primary.
+ *
+ * Fence: delete the pod with a 1 s grace period, not a forced delete (grace 0 removes the
+ * API object at once while the container may still run on a node the API server cannot
+ * reach), then read it until it is gone or replaced by a pod of another uid: the API
+ * server removes the object only once the kubelet has reported its containers dead. A
+ * pod still there after `fenceTimeoutMs` (its node is cut off, the kubelet does not
+ * answer) is not fenced: `fence` rejects.
  */
 export class KubernetesNodeControl implements NodeControl {
+  readonly fenceMethod = 'pod delete (1 s grace), awaited until the kubelet reports the pod gone';
   private readonly namespace: string;
   private readonly pods: Map<string, string>;
   // The API server's certificate is signed by the cluster's own CA, which Node does not trust by default.
@@ -47,7 +61,25 @@ export class KubernetesNodeControl implements NodeControl {
   }
 
   async fence(node: string): Promise<void> {
-    await this.deletePod(node, 0);
+    const before = await this.podUid(node);
+    if (before === null) return;
+    await this.deletePod(node, 1);
+    const deadline = Date.now() + (this.api.fenceTimeoutMs ?? 6000);
+    for (;;) {
+      const now: string | null = await this.podUid(node).catch((): string => before);
+      if (now !== before) return;
+      if (Date.now() >= deadline) throw new Error(`pod of ${node} still present ${this.api.fenceTimeoutMs ?? 6000} ms after its delete: not fenced`);
+      await new Promise((resolve) => setTimeout(resolve, this.api.pollMs ?? 200));
+    }
+  }
+
+  /** The pod's uid, null when there is none. */
+  private async podUid(node: string): Promise<string | null> {
+    const response = await this.call('GET', `/api/v1/namespaces/${this.namespace}/pods/${this.pod(node)}`);
+    if (response.status === 404) return null;
+    if (response.status !== 200) throw new Error(`reading pod of ${node}: HTTP ${response.status}`);
+    const pod = JSON.parse(response.body) as { metadata?: { uid?: string } };
+    return pod.metadata?.uid ?? '';
   }
 
   async rejoin(node: string, _primary: NodeAddress, _options?: { fromScratch?: boolean }): Promise<void> {

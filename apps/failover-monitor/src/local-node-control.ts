@@ -5,7 +5,7 @@ import type { NodeAddress } from '@shortener/topology';
 import type { NodeControl } from './node-control';
 
 interface StackInventory {
-  postgres: { binDir: string; passfile: string; socketDir: string; user: string };
+  postgres: { binDir: string; passfile: string; socketDir: string; user: string; database?: string; roles?: { monitor: string } };
   shards: { id: number; nodes: { name: string; host: string; port: number; dataDir: string }[] }[];
   logs: string;
 }
@@ -19,13 +19,20 @@ interface RunResult {
 /** Settings that a rewound node must not keep from the primary it copied files from. */
 const NODE_LOCAL_SETTINGS = ['primary_conninfo', 'primary_slot_name', 'synchronous_standby_names', 'default_transaction_read_only'];
 
-/** Node control for the local stack: pg_ctl, pg_rewind and signals on the nodes' processes. */
+/**
+ * Node control for the local stack: pg_ctl, pg_rewind and signals on the nodes' processes.
+ * Fence: every node runs on the monitor's host, so an unreachable (crashed, frozen,
+ * overloaded) primary is fenced by SIGKILL of its postmaster and every backend, and the
+ * fence returns only once all of them are gone.
+ */
 export class LocalNodeControl implements NodeControl {
+  readonly fenceMethod = 'SIGKILL of the postmaster and its backends, awaited until they are gone';
   private readonly inventory: StackInventory;
 
   constructor(
     stackDir: string,
     private readonly log: (message: string, extra?: object) => void,
+    private readonly fenceTimeoutMs = 5000,
   ) {
     this.inventory = JSON.parse(readFileSync(join(stackDir, 'stack.json'), 'utf8')) as StackInventory;
   }
@@ -53,8 +60,10 @@ export class LocalNodeControl implements NodeControl {
         // already gone
       }
     }
-    const deadline = Date.now() + 5000;
+    const deadline = Date.now() + this.fenceTimeoutMs;
     while (Date.now() < deadline && [pid, ...children].some(processAlive)) await sleep(50);
+    const alive = [pid, ...children].filter(processAlive);
+    if (alive.length > 0) throw new Error(`${name}: processes ${alive.join(', ')} still alive ${this.fenceTimeoutMs} ms after SIGKILL`);
     this.log('node fenced', { node: name, pid });
   }
 
@@ -75,7 +84,11 @@ export class LocalNodeControl implements NodeControl {
     await this.fence(name);
     const node = this.node(name);
     const passfile = this.inventory.postgres.passfile;
-    const source = `host=${primary.host} port=${primary.port} user=postgres dbname=postgres passfile=${passfile} application_name=${name}`;
+    // The monitor's own role (libs/db migration 3: REPLICATION and pg_rewind's file functions, granted
+    // in the service database), its password in the stack's passfile; older stacks: the superuser.
+    const role = this.inventory.postgres.roles?.monitor ?? 'postgres';
+    const database = this.inventory.postgres.roles ? (this.inventory.postgres.database ?? 'shortener') : 'postgres';
+    const source = `host=${primary.host} port=${primary.port} user=${role} dbname=${database} passfile=${passfile} application_name=${name}`;
     const rewind = options.fromScratch
       ? { code: 1, stdout: '', stderr: 'a new base backup was asked for' }
       : await this.run('pg_rewind', ['-D', node.dataDir, '--source-server', source, '-R'], true);
@@ -88,7 +101,7 @@ export class LocalNodeControl implements NodeControl {
       chownSync(node.dataDir, owner.uid, owner.gid);
       const backup = await this.run(
         'pg_basebackup',
-        ['-h', primary.host, '-p', String(primary.port), '-U', 'postgres', '-D', node.dataDir, '-X', 'stream', '-R', '-S', name, '-c', 'fast'],
+        ['-h', primary.host, '-p', String(primary.port), '-U', role, '-D', node.dataDir, '-X', 'stream', '-R', '-S', name, '-c', 'fast'],
         true,
         { PGPASSFILE: passfile, PGAPPNAME: name },
       );
@@ -120,7 +133,7 @@ export class LocalNodeControl implements NodeControl {
     const quoted = (value: string) => `'${value.replace(/'/g, "''")}'`;
     writeFileSync(
       autoConf,
-      [...kept, `primary_conninfo = ${quoted(conninfo.replace('dbname=postgres ', ''))}`, `primary_slot_name = ${quoted(node.name)}`, ''].join('\n'),
+      [...kept, `primary_conninfo = ${quoted(conninfo.replace(/dbname=\S+ /, ''))}`, `primary_slot_name = ${quoted(node.name)}`, ''].join('\n'),
     );
     writeFileSync(join(node.dataDir, 'standby.signal'), '');
     for (const file of [ownConf, autoConf, join(node.dataDir, 'standby.signal')]) chownSync(file, owner.uid, owner.gid);

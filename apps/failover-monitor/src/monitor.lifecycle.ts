@@ -24,7 +24,7 @@ export class MonitorLifecycle implements OnApplicationBootstrap, OnApplicationSh
     private readonly logger: PinoLogger,
   ) {
     logger.setContext('failover-monitor');
-    this.publisher = new TopologyPublisher(kafka);
+    this.publisher = new TopologyPublisher(kafka, config.MONITOR_ID);
     this.election = new LeaderElection(
       kafka,
       (command) => this.coordinator.handleCommand(command),
@@ -35,6 +35,7 @@ export class MonitorLifecycle implements OnApplicationBootstrap, OnApplicationSh
       control,
       publish: (topology) => this.publisher.publish(topology),
       isLeader: () => this.leading && this.election.isLeader(),
+      term: () => this.publisher.term,
       log: (level, message, extra) => this.logger[level]({ monitor: config.MONITOR_ID, ...extra }, message),
     });
   }
@@ -54,7 +55,11 @@ export class MonitorLifecycle implements OnApplicationBootstrap, OnApplicationSh
     await this.cluster.stop();
   }
 
-  /** Taking the lead: fence any older leader's producer, then publish a topology if none exists. */
+  /**
+   * Taking the lead: initialise the shared transactional producer at once (fencing any
+   * older leader's) and win a term, then read the newest topology (everything a deposed
+   * leader committed is in it, nothing more can come from it), and only then act.
+   */
   private async onLeadership(leader: boolean): Promise<void> {
     this.logger.info({ monitor: this.config.MONITOR_ID, leader }, leader ? 'leading' : 'following');
     if (!leader) {
@@ -63,15 +68,21 @@ export class MonitorLifecycle implements OnApplicationBootstrap, OnApplicationSh
       return;
     }
     try {
-      await this.publisher.start();
+      const term = await this.publisher.start();
+      if (!this.election.isLeader()) {
+        await this.publisher.stop();
+        return;
+      }
       const latest = await readLatestTopology(this.kafka);
       if (latest) this.cluster.pools.apply(latest);
-      else {
-        const topology = await this.coordinator.publishInitialTopology(this.config.SHARD_NODES);
-        this.logger.info({ epoch: topology.epoch }, 'published the first topology');
-      }
       this.leading = true;
+      if (!latest) {
+        const topology = await this.coordinator.publishInitialTopology(this.config.SHARD_NODES);
+        this.logger.info({ epoch: topology.epoch, term }, 'published the first topology');
+      }
+      this.logger.info({ monitor: this.config.MONITOR_ID, term, epoch: latest?.epoch }, 'leader term won');
     } catch (error) {
+      this.leading = false;
       this.logger.error({ err: (error as Error).message }, 'could not take the lead; retrying');
       setTimeout(() => void (this.election.isLeader() && this.onLeadership(true)), 2000).unref();
     }

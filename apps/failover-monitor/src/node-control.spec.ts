@@ -7,19 +7,20 @@ describe('node control', () => {
     expect(podName('pg-s3-0.pg-s3.shortener.svc.cluster.local')).toBe('pg-s3-0');
   });
 
-  it('fences by SQL when it can, and never throws when the node is gone', async () => {
+  it('fences by SQL when it can, and says so (rejects) when the node cannot be reached', async () => {
     const readOnly: string[] = [];
-    const notes: string[] = [];
     const control = new SqlOnlyNodeControl(
       async (node) => {
         if (node === 'dead') throw new Error('ECONNREFUSED');
         readOnly.push(node);
       },
-      (message) => notes.push(message),
+      () => undefined,
     );
     await control.fence('s0n0');
-    await control.fence('dead');
+    await expect(control.fence('dead')).rejects.toThrow(/cannot be fenced by SQL: ECONNREFUSED/);
     expect(readOnly).toEqual(['s0n0']);
-    expect(notes).toEqual([expect.stringMatching(/entrypoint/)]);
+    // A replica found accepting writes is made read-only before its entrypoint rejoins it.
+    await control.rejoin('s0n1', { name: 's0n0', host: 'h', port: 1 });
+    expect(readOnly).toEqual(['s0n0', 's0n1']);
   });
 });

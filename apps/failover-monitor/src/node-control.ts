@@ -6,7 +6,13 @@ import type { NodeAddress } from '@shortener/topology';
  * k8s/README.md), with the same verbs.
  */
 export interface NodeControl {
-  /** After this the node accepts no write: it is stopped, killed if it does not answer. */
+  /** How `fence` reaches a primary the monitor cannot talk to (for logs and docs). */
+  readonly fenceMethod: string;
+  /**
+   * Resolves only once the node can acknowledge no write; rejects (never swallows) when
+   * that cannot be made sure. The caller then promotes only where that is safe without a
+   * fence (libs/topology `promotionGate`).
+   */
   fence(node: string): Promise<void>;
   /**
    * Brings a node back as a standby of `primary` and starts it: pg_rewind, or a new base

@@ -2,3 +2,4 @@ export * from './errors';
 export * from './events';
 export * from './rpc';
 export * from './topics';
+export * from './topology';

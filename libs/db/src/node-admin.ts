@@ -80,11 +80,6 @@ export const NodeAdmin = {
       syncState: row.sync_state,
     }));
   },
-
-  async primaryConninfo(pool: Pool): Promise<string> {
-    const { rows } = await pool.query<{ primary_conninfo: string }>('SHOW primary_conninfo');
-    return rows[0].primary_conninfo;
-  },
 };
 
 /** Replaces host and port in a libpq key=value connection string, keeping everything else. */

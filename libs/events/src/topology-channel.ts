@@ -1,6 +1,6 @@
 import type { Kafka, Producer } from 'kafkajs';
 import { randomUUID } from 'node:crypto';
-import { TOPOLOGY_KEY, Topics } from '@shortener/contracts';
+import { TOPOLOGY_KEY, Topics, type LeaderClaim } from '@shortener/contracts';
 import { isNewer, parseTopology, type Topology } from '@shortener/topology';
 import { withTimeout } from './event-producer';
 import { SupervisedConsumer } from './supervised-consumer';
@@ -86,18 +86,31 @@ export class TopologyFollower {
 
 /**
  * Publishes topology documents through a transactional producer. Every monitor uses the
- * same transactional id, so when a new leader initialises its producer Kafka fences the
- * old one: a monitor that lost its leadership cannot publish over a newer epoch.
+ * same transactional id, and `start` initialises it at once, when leadership is gained:
+ * Kafka then fences every older producer of that id (a deposed leader can commit
+ * nothing more). Within that first transaction the new leader appends a claim to
+ * `cluster.commands`; the offset Kafka gives it is the leader's term, unique and rising
+ * with every new leader, and every document it publishes carries it so that followers
+ * refuse one from an older term. `publish` never initialises anything: a monitor that is
+ * not leading cannot fence the leader by publishing.
  */
 export class TopologyPublisher {
   private producer: Producer | null = null;
+  private heldTerm: number | null = null;
 
   constructor(
     private readonly kafka: Kafka,
+    private readonly monitor: string,
     private readonly transactionalId = 'failover-monitor-topology',
   ) {}
 
-  async start(): Promise<void> {
+  /** The leader term won by `start`, null before it or after `stop` or a fenced publish. */
+  get term(): number | null {
+    return this.heldTerm;
+  }
+
+  async start(): Promise<number> {
+    await this.stop();
     const producer = this.kafka.producer({
       transactionalId: this.transactionalId,
       idempotent: true,
@@ -105,12 +118,31 @@ export class TopologyPublisher {
       transactionTimeout: 10_000,
     });
     await withTimeout(producer.connect(), 10_000, 'kafka connect');
+    try {
+      const transaction = await withTimeout(producer.transaction(), 10_000, 'kafka init transactions');
+      try {
+        const claim: LeaderClaim = { type: 'leader-claim', version: 1, monitor: this.monitor, at: new Date().toISOString() };
+        const [metadata] = await transaction.send({ topic: Topics.clusterCommands, acks: -1, messages: [{ value: JSON.stringify(claim) }] });
+        await transaction.commit();
+        // +1: documents written before terms existed carry term 0.
+        this.heldTerm = Number(metadata.baseOffset) + 1;
+      } catch (error) {
+        await transaction.abort().catch(() => undefined);
+        throw error;
+      }
+    } catch (error) {
+      await producer.disconnect().catch(() => undefined);
+      throw error;
+    }
     this.producer = producer;
+    return this.heldTerm;
   }
 
   async publish(topology: Topology): Promise<void> {
-    if (!this.producer) await this.start();
-    const transaction = await this.producer!.transaction();
+    const producer = this.producer;
+    if (!producer || this.heldTerm === null) throw new Error('topology publisher not started: only a leader that won a term publishes');
+    if (topology.term !== this.heldTerm) throw new Error(`document of term ${topology.term} offered to the publisher of term ${this.heldTerm}`);
+    const transaction = await producer.transaction();
     try {
       await transaction.send({
         topic: Topics.clusterTopology,
@@ -120,7 +152,7 @@ export class TopologyPublisher {
       await transaction.commit();
     } catch (error) {
       await transaction.abort().catch(() => undefined);
-      // A fenced producer is dead for good: drop it so the next leader term starts afresh.
+      // A fenced producer is dead for good, and so is this term: the next lead starts afresh.
       await this.stop();
       throw error;
     }
@@ -129,6 +161,7 @@ export class TopologyPublisher {
   async stop(): Promise<void> {
     const producer = this.producer;
     this.producer = null;
+    this.heldTerm = null;
     await producer?.disconnect().catch(() => undefined);
   }
 }

@@ -1,2 +1,4 @@
 export * from './topology';
 export * from './failover-rules';
+export * from './failover-plan';
+export * from './failover-procedure';

@@ -31,6 +31,18 @@ describe('topology', () => {
     expect(isNewer(before, null)).toBe(true);
   });
 
+  it('refuses a document from an older leader term even with a higher epoch (a deposed leader)', () => {
+    const current = { ...initialTopology(shards, 'quorum'), epoch: 5, term: 7 };
+    expect(isNewer({ ...current, epoch: 6, term: 3 }, current)).toBe(false);
+    expect(isNewer({ ...current, epoch: 6, term: 7 }, current)).toBe(true);
+    expect(isNewer({ ...current, epoch: 6, term: 9 }, current)).toBe(true);
+    expect(isNewer({ ...current, epoch: 5, term: 9 }, current)).toBe(false);
+    // Documents from before terms existed parse as term 0.
+    const legacy = JSON.parse(JSON.stringify(current));
+    delete legacy.term;
+    expect(parseTopology(legacy).term).toBe(0);
+  });
+
   it('refuses to promote a node that is not a replica of the shard', () => {
     const topology = initialTopology(shards, 'quorum');
     expect(() => withPromotedReplica(topology, 0, 's1n1', { at: '', reason: '', durationMs: 0 })).toThrow(/not a replica/);

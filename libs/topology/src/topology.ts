@@ -1,41 +1,19 @@
-import { ShardRing, SLOT_COUNT } from '@shortener/shard-router';
+import { topologySchema, type TopologyDocument } from '@shortener/contracts';
+import { ShardRing } from '@shortener/shard-router';
 
-export type ReplicationMode = 'quorum' | 'async';
+export type ReplicationMode = TopologyDocument['replicationMode'];
 
-export interface NodeAddress {
-  name: string;
-  host: string;
-  port: number;
-}
-
-export interface ShardMembers {
-  id: number;
-  primary: string;
-  replicas: string[];
-}
-
-export interface FailoverRecord {
-  shard: number;
-  at: string;
-  from: string;
-  to: string;
-  reason: string;
-  durationMs: number;
-}
+export type NodeAddress = TopologyDocument['nodes'][number];
+export type ShardMembers = TopologyDocument['shards'][number];
+export type FailoverRecord = TopologyDocument['failovers'][number];
 
 /**
- * The cluster as every service must see it. Written only by the leading failover
- * monitor; every change of primaries, replicas or ring raises `epoch` by one, and a
- * follower never goes back to a lower epoch.
+ * The cluster as every service must see it (the schema is `topologySchema` in
+ * libs/contracts). Written only by the leading failover monitor, stamped with its leader
+ * term; every change of primaries, replicas or ring raises `epoch` by one, and a follower
+ * never goes back to a lower epoch or an older term.
  */
-export interface Topology {
-  epoch: number;
-  replicationMode: ReplicationMode;
-  ring: { algorithm: 'crc32-slots'; slots: number[] };
-  shards: ShardMembers[];
-  nodes: NodeAddress[];
-  failovers: FailoverRecord[];
-}
+export type Topology = TopologyDocument;
 
 export const TOPOLOGY_SCHEMA_VERSION = 1;
 const MAX_FAILOVER_HISTORY = 50;
@@ -47,6 +25,7 @@ export function initialTopology(
 ): Topology {
   return {
     epoch: 1,
+    term: 0,
     replicationMode,
     ring: { algorithm: 'crc32-slots', slots: ShardRing.initial(shards.length).slots },
     shards: shards.map((shard) => {
@@ -108,20 +87,9 @@ export function synchronousStandbyNames(mode: ReplicationMode, replicas: string[
 
 /** Checks a document from the wire before a follower trusts it. */
 export function parseTopology(json: unknown): Topology {
-  const candidate = json as Topology;
-  if (
-    typeof candidate !== 'object' ||
-    candidate === null ||
-    !Number.isInteger(candidate.epoch) ||
-    candidate.epoch < 1 ||
-    (candidate.replicationMode !== 'quorum' && candidate.replicationMode !== 'async') ||
-    !Array.isArray(candidate.shards) ||
-    !Array.isArray(candidate.nodes) ||
-    candidate.ring?.algorithm !== 'crc32-slots' ||
-    candidate.ring.slots?.length !== SLOT_COUNT
-  ) {
-    throw new TypeError('not a topology document');
-  }
+  const parsed = topologySchema.safeParse(json);
+  if (!parsed.success) throw new TypeError(`not a topology document: ${parsed.error.issues[0]?.path.join('.')} ${parsed.error.issues[0]?.message}`);
+  const candidate = parsed.data;
   new ShardRing(candidate.ring.slots);
   const names = new Set(candidate.nodes.map((node) => node.name));
   for (const shard of candidate.shards) {
@@ -129,10 +97,19 @@ export function parseTopology(json: unknown): Topology {
       if (!names.has(member)) throw new TypeError(`shard ${shard.id} names unknown node ${member}`);
     }
   }
-  return { ...candidate, failovers: candidate.failovers ?? [] };
+  return candidate;
 }
 
-/** A follower accepts a document only if it moves the epoch forward. */
+/**
+ * A follower accepts a document only if it moves the epoch forward and comes from the
+ * same or a newer leader term: a deposed leader that still publishes (its lease ran out
+ * while it was frozen) cannot override what a newer leader wrote.
+ */
 export function isNewer(candidate: Topology, current: Topology | null): boolean {
-  return current === null || candidate.epoch > current.epoch;
+  return current === null || (candidate.epoch > current.epoch && candidate.term >= current.term);
+}
+
+/** The document as the leader of `term` publishes it. */
+export function withTerm(topology: Topology, term: number): Topology {
+  return topology.term === term ? topology : { ...topology, term };
 }
