@@ -7,7 +7,7 @@
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as CRC32 from 'crc-32';
-import { currentPrimary, eventually, stackFromEnv, withNode, type StackHandle } from './support/stack';
+import { currentPrimary, eventually, redisClient, stackFromEnv, withNode, type StackHandle } from './support/stack';
 
 jest.setTimeout(240_000);
 
@@ -132,8 +132,13 @@ class Load {
 
   private async redirectLoop(offset: number): Promise<void> {
     let index = offset;
+    // The link's cache entry is dropped before every redirect, so that each one goes
+    // through a reader to the shard's nodes (otherwise the fault would only test Redis).
+    const redis = redisClient(stack);
+    redis.on('error', () => undefined);
     while (this.running) {
       const code = this.existing[index++ % this.existing.length];
+      await redis.del(`u:${code}`).catch(() => undefined);
       try {
         const response = await fetch(`${base}/${code}`, { redirect: 'manual', signal: AbortSignal.timeout(5000) });
         await response.arrayBuffer();
@@ -144,6 +149,7 @@ class Load {
       }
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
+    redis.disconnect();
   }
 }
 
@@ -321,11 +327,14 @@ describe('faults (CONTRACT.md section 5)', () => {
     const load = new Load(doc, shard, existing);
     const killedAt = Date.now();
     process.kill(postmasterPid(replica), 'SIGKILL');
+    // Out of the read pool of every reader (shortener_node_readable 0), not merely seen failing once.
     const leftAfter = await eventually(
       async () => {
-        const now = await cluster();
-        const seen = now.shards[shard].replicas.find((candidate) => candidate.name === replica);
-        if (seen?.healthy !== false) throw new Error('still healthy');
+        for (const reader of stack.inventory.services.readers) {
+          const text = await fetch(`http://127.0.0.1:${reader.httpPort}/metrics`).then((response) => response.text());
+          if (!new RegExp(`^shortener_node_readable\\{[^}]*node="${replica}"[^}]*\\} 0$`, 'm').test(text))
+            throw new Error(`${replica} still in ${reader.name}'s read pool`);
+        }
         return Date.now() - killedAt;
       },
       { timeoutMs: 15_000, intervalMs: 200 },
