@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { Client } from 'pg';
 import Redis from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
+import { connect as netConnect } from 'node:net';
+import { composeAddress, type ComposeTarget } from './docker';
 
 export interface StackNode {
   name: string;
@@ -27,6 +29,11 @@ export interface StackShard {
 
 /** The parts of $STACK_DIR/stack.json that tests use (tools/stack/config.mjs writes it). */
 export interface StackInventory {
+  /** Set by tools/docker/test.mjs: the parts are compose services, reached through their container addresses (support/docker.ts). */
+  target?: 'local' | 'compose';
+  compose?: ComposeTarget;
+  /** Under compose: container address of each service at start (clients that connect synchronously use it). */
+  addresses?: Record<string, string>;
   stackDir: string;
   replicationMode: 'quorum' | 'async';
   publicBaseUrl: string;
@@ -75,7 +82,7 @@ export function allNodes(stack: StackHandle): StackNode[] {
 /** A connected client on one node (superuser); the caller ends it, or use withNode. */
 export async function connectNode(stack: StackHandle, node: StackNode, database = 'shortener'): Promise<Client> {
   const client = new Client({
-    host: node.host,
+    host: await reachableHost(stack, node.host),
     port: node.port,
     user: 'postgres',
     password: stack.pgPassword,
@@ -110,11 +117,39 @@ export async function currentPrimary(stack: StackHandle, shardId: number): Promi
   throw new Error(`shard ${shardId} has no reachable primary`);
 }
 
+/**
+ * The host to connect to for a part named `host` in the inventory: itself locally; under
+ * compose, the address of the container of the service of that name.
+ */
+export async function reachableHost(stack: StackHandle, host: string): Promise<string> {
+  const { target, compose } = stack.inventory;
+  return target === 'compose' && compose ? composeAddress(compose, host) : host;
+}
+
 export function redisClient(stack: StackHandle): Redis {
-  return new Redis({ host: stack.inventory.redis.host, port: stack.inventory.redis.port, maxRetriesPerRequest: 2, lazyConnect: false });
+  const { host, port } = stack.inventory.redis;
+  if (stack.inventory.target === 'compose') {
+    // ioredis connects lazily through a socket it makes itself: resolve the container first.
+    return new Redis({ port, maxRetriesPerRequest: 2, lazyConnect: false, host: composeHostSync(stack, host) });
+  }
+  return new Redis({ host, port, maxRetriesPerRequest: 2, lazyConnect: false });
+}
+
+/** Under compose: the address written into stack.json at start (`addresses`), for clients that cannot wait for a lookup. */
+function composeHostSync(stack: StackHandle, host: string): string {
+  return stack.inventory.addresses?.[host] ?? host;
 }
 
 export function kafkaClient(stack: StackHandle, clientId = 'system-e2e'): Kafka {
+  if (stack.inventory.target === 'compose') {
+    // The broker advertises kafka:9092, a name only the compose network resolves: connect to its container instead.
+    const socketFactory = ({ host, port, onConnect }: { host: string; port: number; onConnect: () => void }) => {
+      const socket = netConnect({ host: composeHostSync(stack, host), port }, onConnect);
+      socket.setKeepAlive(true, 30_000);
+      return socket;
+    };
+    return new Kafka({ clientId, brokers: stack.inventory.kafka.brokers, logLevel: logLevel.NOTHING, socketFactory: socketFactory as never });
+  }
   return new Kafka({ clientId, brokers: stack.inventory.kafka.brokers, logLevel: logLevel.NOTHING });
 }
 
