@@ -75,7 +75,6 @@ function missingPrerequisites() {
   if (!onPath('redis-server')) missing.push({ what: 'redis-server', apt: 'redis-server' });
   if (javaMajor() < 17) missing.push({ what: 'a Java 17+ runtime (java)', apt: 'openjdk-17-jre-headless' });
   if (!onPath('mvn')) missing.push({ what: 'Maven (mvn), which fetches the Kafka jars', apt: 'maven' });
-  if (!onPath(process.env.PGBACKREST_BIN || 'pgbackrest')) missing.push({ what: 'pgBackRest (pgbackrest), the backup tool', apt: 'pgbackrest' });
   return missing;
 }
 

@@ -3,9 +3,6 @@
 // npm run stack -- stop           stops the running launcher (or, without one, whatever of the stack is left)
 // npm run stack -- psql <node>    psql on a node (database shortener) as postgres
 // npm run stack -- env            the service environment (for running one service by hand)
-// npm run stack -- backup [--type full|diff|incr] | backups | restore-point <name>
-// npm run stack -- restore --to <RFC 3339 time | restore point> --stack-dir <new dir> [--replicas N] [--dry-run]
-//                                  pgBackRest backups and point-in-time restore (stack/pgbackrest.mjs)
 // STACK_DIR as for npm start (default .stack in the repository).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -192,17 +189,7 @@ switch (command) {
   case 'env':
     env();
     break;
-  case 'backup':
-  case 'backups':
-  case 'restore-point':
-  case 'restore': {
-    const { main } = await import('./pgbackrest.mjs');
-    process.exit(await main(command, rest, inventoryOrExit(), password()));
-    break;
-  }
   default:
-    console.error(
-      'usage: npm run stack -- status | stop | psql <node> [database] | env [service] | backup [--type full|diff|incr] | backups | restore-point <name> | restore --to <time | restore point> --stack-dir <dir>',
-    );
+    console.error('usage: npm run stack -- status | stop | psql <node> [database] | env [service]');
     process.exit(2);
 }

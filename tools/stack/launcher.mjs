@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { ConfigError, REPO_ROOT, buildInventory, paths, readEnvironment, readStackJson, secretFile, shardNodesEnv } from './config.mjs';
 import { PgCluster } from './pg.mjs';
-import { startBackups } from './pgbackrest.mjs';
 import { redisProcess, waitForRedis } from './redis.mjs';
 import { ensureTopics, kafkaProcess } from './kafka.mjs';
 import { Supervised } from './supervisor.mjs';
@@ -79,7 +78,6 @@ export async function launch(env = process.env) {
     state.build?.kill('SIGTERM');
     state.migrate?.kill('SIGTERM');
     await Promise.race([state.pgStarting.catch(() => undefined), sleep(150_000)]);
-    await state.backups?.agent.stop();
     await Promise.all([state.processes.kafka?.stop(), state.processes.redis?.stop(), pgCluster.stopAll()]);
     const left = processesOfStack(config.stackDir);
     if (left.length > 0) {
@@ -156,9 +154,6 @@ export async function launch(env = process.env) {
       inventory.migrations = { applied: true, at: new Date().toISOString() };
       writeInventory(p, inventory, serviceEnvs);
     }
-    check();
-    // pgBackRest stanzas, a restored stack's topology onto its Kafka, the backup agent (before the monitors start)
-    state.backups = await startBackups(inventory, pgPassword);
     check();
 
     if (config.skipServices) {

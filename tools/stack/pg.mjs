@@ -7,7 +7,6 @@ import { dirname, join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import pg from 'pg';
 import { HOST, paths } from './config.mjs';
-import { archiveSettings } from './pgbackrest.mjs';
 import { log, run, waitFor } from './util.mjs';
 
 /**
@@ -147,9 +146,6 @@ export class PgCluster {
       "log_timezone = 'UTC'",
       "timezone = 'UTC'",
     ];
-    // WAL archiving with pgBackRest, the same on every node of a shard (see pgbackrest.mjs)
-    const shardId = this.inventory.shards.find((s) => s.nodes.some((n) => n.name === node.name))?.id ?? Number(/^s(\d+)n\d+$/.exec(node.name)?.[1]);
-    if (Number.isInteger(shardId)) common.push(...archiveSettings(this.inventory.stackDir, shardId));
     writeFileSync(join(node.dataDir, 'stack.conf'), `${common.join('\n')}\n`);
     // Per node. pg_rewind copies every file from its source, this one too: whoever rewinds
     // a node must rewrite it (port, socket directory, cluster_name) before starting it.
