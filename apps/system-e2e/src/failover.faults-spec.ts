@@ -283,7 +283,9 @@ describe('faults (CONTRACT.md section 5)', () => {
     expect(after.failovers.at(-1)).toMatchObject({ shard: 1, from: oldPrimary, to: after.shards[1].primary.name });
     expect(recoveryMs).toBeLessThanOrEqual(10_000);
     expect(load.redirectFailures).toEqual([]);
-    expect(load.createFailures.every((failure) => failure.status === 503)).toBe(true);
+    // 503: nothing was written (no writable primary); 504: the create was in flight when the primary died, so its
+    // outcome is unknown (a retry with the same Idempotency-Key is safe). Nothing else.
+    expect(load.createFailures.filter((failure) => failure.status !== 503 && failure.status !== 504)).toEqual([]);
     // In async mode a create acknowledged by the primary alone may die with it: counted above, not asserted.
     if (after.replicationMode === 'quorum') expect(lost).toEqual([]);
     await expectAllStreaming(1);
