@@ -305,7 +305,8 @@ function serviceEnvironments(config, inventory, { pgPassword, adminToken, rpcSec
 }
 
 function writeInventory(p, inventory, serviceEnvs) {
-  const redact = (env) => Object.fromEntries(Object.entries(env).map(([k, v]) => [k, k === 'PG_PASSWORD' || k === 'ADMIN_TOKEN' || k === 'RPC_SECRET' ? '(secret)' : v]));
+  const redact = (env) =>
+    Object.fromEntries(Object.entries(env).map(([k, v]) => [k, k === 'PG_PASSWORD' || k === 'ADMIN_TOKEN' || k === 'RPC_SECRET' ? '(secret)' : v]));
   const services = {
     ...inventory.services,
     env: Object.fromEntries(Object.entries(serviceEnvs).map(([name, env]) => [name, redact(env)])),
