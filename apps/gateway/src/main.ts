@@ -56,6 +56,8 @@ async function main(): Promise<void> {
     adapter,
     http: { host: env.HTTP_HOST, port: env.PORT },
     accessLogPrefixes: ['/api/'],
+    // installJsonBodyParser below is the JSON parser; Nest's own would refuse to register beside it.
+    bodyParser: false,
     configure: (app: NestFastifyApplication) => {
       const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
       installFastifyErrorHandling(fastify);

@@ -19,6 +19,8 @@ export interface ServiceStart {
   adapter?: FastifyAdapter;
   /** Paths whose requests get an access log line (the redirect path has none). */
   accessLogPrefixes?: string[];
+  /** false: the app installs its own body parsers in `configure` (Nest's would then clash with them). */
+  bodyParser?: boolean;
   /** Extra wiring on the application before it listens (routes, filters, OpenAPI). */
   configure?: (app: NestFastifyApplication) => void | Promise<void>;
 }
@@ -27,6 +29,7 @@ export interface ServiceStart {
 export async function startService(start: ServiceStart): Promise<NestFastifyApplication> {
   const app = await NestFactory.create<NestFastifyApplication>(start.module, start.adapter ?? new FastifyAdapter(), {
     bufferLogs: true,
+    bodyParser: start.bodyParser ?? true,
   });
   app.useLogger(app.get(Logger));
   app.enableShutdownHooks();
