@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { REPO_ROOT, paths, readStackJson } from './config.mjs';
+import { REPO_ROOT, paths, readStackJson, rolePasswordFile } from './config.mjs';
 import { canConnect, isAlive, processesOfStack, sleep } from './util.mjs';
 
 const stackDir = resolve(REPO_ROOT, process.env.STACK_DIR || '.stack');
@@ -169,6 +169,9 @@ function env() {
   }
   const secretOf = (file) => (existsSync(file) ? readFileSync(file, 'utf8').trim() : '');
   const secrets = { PG_PASSWORD: password(), ADMIN_TOKEN: secretOf(p.adminToken), RPC_SECRET: secretOf(p.rpcSecret) };
+  // PG_PASSWORD is the password of the service's own role (writer, reader-<i>, monitor-<i>; migrate: the superuser's)
+  const role = which === 'migrate' ? undefined : which.replace(/-\d+$/, '');
+  if (role && existsSync(rolePasswordFile(stackDir, role))) secrets.PG_PASSWORD = readFileSync(rolePasswordFile(stackDir, role), 'utf8').trim();
   for (const [k, v] of Object.entries(serviceEnv)) console.log(`${k}=${JSON.stringify(v === '(secret)' ? secrets[k] : v)}`);
 }
 

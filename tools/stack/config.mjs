@@ -8,6 +8,17 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const HOST = '127.0.0.1';
 export const PG_VERSION = 15;
+
+/**
+ * The PostgreSQL login role of each service (libs/db migration 3), whose password the stack
+ * generates into `$STACK_DIR/pg-<service>-password`; the migrate CLI sets it at every start.
+ * The superuser `postgres` stays for the stack's own tools (initdb, replicas, migrations, backups).
+ */
+export const SERVICE_ROLES = { writer: 'shortener_writer', reader: 'shortener_reader', monitor: 'shortener_monitor' };
+
+export function rolePasswordFile(stackDir, service) {
+  return join(stackDir, `pg-${service}-password`);
+}
 export const DEFAULT_PG_BIN = `/usr/lib/postgresql/${PG_VERSION}/bin`;
 
 export class ConfigError extends Error {}
@@ -171,6 +182,8 @@ export function buildInventory(config, previous) {
       binDir: config.pgBin,
       user: 'postgres',
       database: 'shortener',
+      // the services' own roles; the failover monitor's also runs pg_rewind and pg_basebackup (passfile)
+      roles: SERVICE_ROLES,
       passwordFile: p.pgPassword,
       passfile: p.pgPassfile,
       socketDir: p.pgSockets,

@@ -4,7 +4,18 @@
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { ConfigError, REPO_ROOT, buildInventory, paths, readEnvironment, readStackJson, secretFile, shardNodesEnv } from './config.mjs';
+import {
+  ConfigError,
+  REPO_ROOT,
+  SERVICE_ROLES,
+  buildInventory,
+  paths,
+  readEnvironment,
+  readStackJson,
+  rolePasswordFile,
+  secretFile,
+  shardNodesEnv,
+} from './config.mjs';
 import { PgCluster } from './pg.mjs';
 import { redisProcess, waitForRedis } from './redis.mjs';
 import { ensureTopics, kafkaProcess } from './kafka.mjs';
@@ -38,6 +49,8 @@ export async function launch(env = process.env) {
   await cleanLeftovers(p);
 
   const pgPassword = secretFile(p.pgPassword, 24).value;
+  // Each service connects as its own role with its own password (never printed, never in stack.json).
+  const rolePasswords = Object.fromEntries(Object.keys(SERVICE_ROLES).map((service) => [service, secretFile(rolePasswordFile(p.stackDir, service), 24).value]));
   const admin = secretFile(p.adminToken, 32, config.adminToken);
   if (admin.created) log('info', `generated ADMIN_TOKEN, written to ${p.adminToken}`, { adminToken: admin.value }, { important: true });
   const rpcSecret = secretFile(p.rpcSecret, 32).value;
@@ -63,7 +76,7 @@ export async function launch(env = process.env) {
 
   const state = { stopping: false, processes: {}, services: [], pgStarting: Promise.resolve(), exitCode: 0 };
   const baseEnv = { ...process.env };
-  const serviceEnvs = serviceEnvironments(config, inventory, { pgPassword, adminToken: admin.value, rpcSecret });
+  const serviceEnvs = serviceEnvironments(config, inventory, { pgPassword, rolePasswords, adminToken: admin.value, rpcSecret });
   writeInventory(p, inventory, serviceEnvs);
 
   const shutdown = async (reason, exitCode = 0) => {
@@ -150,7 +163,9 @@ export async function launch(env = process.env) {
     if (!built && !config.skipServices) {
       throw new Error(`npm run build failed; see ${join(p.logs, 'build.log')}`);
     }
-    if (await runMigrations(state, p, serviceEnvs.migrate)) {
+    // the migrate CLI also sets the service roles' passwords (kept out of stack.json)
+    const rolePasswordEnv = { PG_WRITER_PASSWORD: rolePasswords.writer, PG_READER_PASSWORD: rolePasswords.reader, PG_MONITOR_PASSWORD: rolePasswords.monitor };
+    if (await runMigrations(state, p, { ...serviceEnvs.migrate, ...rolePasswordEnv })) {
       inventory.migrations = { applied: true, at: new Date().toISOString() };
       writeInventory(p, inventory, serviceEnvs);
     }
@@ -262,7 +277,7 @@ async function cleanLeftovers(p) {
   }
 }
 
-function serviceEnvironments(config, inventory, { pgPassword, adminToken, rpcSecret }) {
+function serviceEnvironments(config, inventory, { pgPassword, rolePasswords, adminToken, rpcSecret }) {
   const common = {
     LOG_LEVEL: config.logLevel,
     HTTP_HOST: '127.0.0.1',
@@ -270,11 +285,10 @@ function serviceEnvironments(config, inventory, { pgPassword, adminToken, rpcSec
     REPLICATION_MODE: inventory.replicationMode,
     KAFKA_BROKERS: inventory.kafka.brokers.join(','),
     SHARD_NODES: shardNodesEnv(inventory),
-    PG_USER: 'postgres',
-    PG_PASSWORD: pgPassword,
-    PG_DATABASE: 'shortener',
     REDIS_URL: inventory.redis.url,
   };
+  // Only the services that use PostgreSQL get credentials, each its own role's (the gateway none).
+  const database = (service) => ({ PG_USER: SERVICE_ROLES[service], PG_PASSWORD: rolePasswords[service], PG_DATABASE: 'shortener' });
   const s = inventory.services;
   const envs = {
     migrate: { SHARD_NODES: common.SHARD_NODES, PG_USER: 'postgres', PG_PASSWORD: pgPassword, PG_DATABASE: 'shortener', LOG_LEVEL: config.logLevel },
@@ -301,6 +315,9 @@ function serviceEnvironments(config, inventory, { pgPassword, adminToken, rpcSec
     };
     if (process.geteuid?.() === 0) envs[m.name].PG_OS_USER = process.env.PG_OS_USER || 'postgres';
   }
+  Object.assign(envs.writer, database('writer'));
+  for (const r of s.readers) Object.assign(envs[r.name], database('reader'));
+  for (const m of s.monitors) Object.assign(envs[m.name], database('monitor'));
   return envs;
 }
 

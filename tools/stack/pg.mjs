@@ -6,7 +6,7 @@ import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readF
 import { dirname, join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import pg from 'pg';
-import { HOST, paths } from './config.mjs';
+import { HOST, SERVICE_ROLES, paths, rolePasswordFile } from './config.mjs';
 import { log, run, waitFor } from './util.mjs';
 
 /**
@@ -91,8 +91,12 @@ export class PgCluster {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       chownTo(dir, user);
     }
-    // one passfile for every node: replication connections and pg_rewind use it
-    writeFileSync(p.pgPassfile, `*:*:*:postgres:${this.password}\n`, { mode: 0o600 });
+    // one passfile for every node: replication connections and pg_rewind use it (the stack's
+    // tools as postgres, the failover monitor's rejoins as its own role)
+    const monitorPasswordFile = rolePasswordFile(this.inventory.stackDir, 'monitor');
+    const monitorPassword = existsSync(monitorPasswordFile) ? readFileSync(monitorPasswordFile, 'utf8').trim() : '';
+    const lines = [`*:*:*:postgres:${this.password}`, ...(monitorPassword ? [`*:*:*:${SERVICE_ROLES.monitor}:${monitorPassword}`] : [])];
+    writeFileSync(p.pgPassfile, `${lines.join('\n')}\n`, { mode: 0o600 });
     chmodSync(p.pgPassfile, 0o600);
     chownTo(p.pgPassfile, user);
     for (const node of this.nodes()) {

@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { Client } from 'pg';
 import { allNodes, currentPrimary, eventually, kafkaClient, redisClient, stackFromEnv, withNode, type StackNode } from './support';
 
 const stack = stackFromEnv();
@@ -23,7 +24,7 @@ function parseStandbyNames(value: string): { count: number; names: string[] } | 
 }
 
 describe('stack directory', () => {
-  it.each(['pg-password', 'admin-token', 'stack.json'])('has %s', (file) => {
+  it.each(['pg-password', 'pg-writer-password', 'pg-reader-password', 'pg-monitor-password', 'admin-token', 'stack.json'])('has %s', (file) => {
     const path = join(stack.stackDir, file);
     expect(existsSync(path)).toBe(true);
     expect(readFileSync(path, 'utf8').trim().length).toBeGreaterThan(0);
@@ -174,6 +175,197 @@ describe('PostgreSQL', () => {
         );
       }
     });
+  });
+});
+
+// Least privilege (docs/reference.md, security of the inside): libs/db migration 3 makes one
+// role per service; the stack hands each service only its own role's password.
+const SERVICE_ROLES = { writer: 'shortener_writer', reader: 'shortener_reader', monitor: 'shortener_monitor' } as const;
+type RoleService = keyof typeof SERVICE_ROLES;
+
+function rolePassword(service: RoleService): string {
+  const file = join(stack.stackDir, `pg-${service}-password`);
+  const fromEnv = process.env[`E2E_PG_${service.toUpperCase()}_PASSWORD`];
+  if (fromEnv) return fromEnv;
+  if (!existsSync(file)) throw new Error(`${file} does not exist (or set E2E_PG_${service.toUpperCase()}_PASSWORD)`);
+  return readFileSync(file, 'utf8').trim();
+}
+
+async function asRole<T>(service: RoleService, node: StackNode, fn: (db: Client) => Promise<T>): Promise<T> {
+  const db = new Client({
+    host: node.host,
+    port: node.port,
+    user: SERVICE_ROLES[service],
+    password: rolePassword(service),
+    database: 'shortener',
+    connectionTimeoutMillis: 5000,
+    application_name: 'system-e2e',
+  });
+  await db.connect();
+  try {
+    return await fn(db);
+  } finally {
+    await db.end().catch(() => undefined);
+  }
+}
+
+/** The error a statement fails with as `service` (inside a transaction that is rolled back), or null. */
+function failureAs(service: RoleService, node: StackNode, sql: string): Promise<string | null> {
+  return asRole(service, node, async (db) => {
+    await db.query('BEGIN');
+    try {
+      await db.query(sql);
+      return null;
+    } catch (error) {
+      return (error as Error).message;
+    } finally {
+      await db.query('ROLLBACK').catch(() => undefined);
+    }
+  });
+}
+
+describe('service roles (least privilege)', () => {
+  let primary: StackNode;
+  let replica: StackNode | undefined;
+
+  beforeAll(async () => {
+    primary = await currentPrimary(stack, 0);
+    replica = inventory.shards[0].nodes.find((node) => node.name !== primary.name);
+  });
+
+  it('are login roles without superuser, role, database or RLS-bypass rights; only the monitor may replicate', async () => {
+    const { rows } = await withNode(stack, primary, (db) =>
+      db.query(
+        `SELECT rolname, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, rolreplication, rolcanlogin FROM pg_roles
+         WHERE rolname = ANY($1) ORDER BY rolname`,
+        [Object.values(SERVICE_ROLES)],
+      ),
+    );
+    const attributes = { rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolbypassrls: false, rolcanlogin: true };
+    expect(rows).toEqual([
+      { rolname: 'shortener_monitor', ...attributes, rolreplication: true },
+      { rolname: 'shortener_reader', ...attributes, rolreplication: false },
+      { rolname: 'shortener_writer', ...attributes, rolreplication: false },
+    ]);
+  });
+
+  it('each service connects as its own role, none as the superuser', async () => {
+    if (process.env.STACK_SKIP_SERVICES && process.env.STACK_SKIP_SERVICES !== '0') return; // no services run
+    // every monitor probes every node each second; readers probe every node; the writer holds primary connections
+    const seen = await eventually(
+      async () => {
+        const users = new Map<string, Set<string>>();
+        for (const node of [primary, ...(replica ? [replica] : [])]) {
+          const { rows } = await withNode(stack, node, (db) =>
+            db.query<{ application_name: string; usename: string }>(
+              "SELECT DISTINCT application_name, usename FROM pg_stat_activity WHERE backend_type = 'client backend' AND application_name = ANY($1)",
+              [['writer', 'reader', 'failover-monitor']],
+            ),
+          );
+          for (const row of rows) users.set(row.application_name, new Set([...(users.get(row.application_name) ?? []), row.usename]));
+        }
+        if (!users.has('reader') || !users.has('failover-monitor')) throw new Error(`not every service seen yet: ${JSON.stringify([...users])}`);
+        return users;
+      },
+      { timeoutMs: 20_000, intervalMs: 500 },
+    );
+    expect([...seen.get('reader')!]).toEqual(['shortener_reader']);
+    expect([...seen.get('failover-monitor')!]).toEqual(['shortener_monitor']);
+    if (seen.has('writer')) expect([...seen.get('writer')!]).toEqual(['shortener_writer']);
+  });
+
+  it('the stack keeps the role passwords out of stack.json, and the gateway has none', () => {
+    const text = readFileSync(join(stack.stackDir, 'stack.json'), 'utf8');
+    const env = (JSON.parse(text) as { services: { env?: Record<string, Record<string, string>> } }).services.env;
+    if (!env) return; // compose: no service environments in stack.json
+    for (const service of Object.keys(SERVICE_ROLES) as RoleService[]) expect(text).not.toContain(rolePassword(service));
+    expect(env.writer).toMatchObject({ PG_USER: 'shortener_writer', PG_PASSWORD: '(secret)' });
+    expect(env['reader-0']).toMatchObject({ PG_USER: 'shortener_reader', PG_PASSWORD: '(secret)' });
+    expect(env['monitor-0']).toMatchObject({ PG_USER: 'shortener_monitor', PG_PASSWORD: '(secret)' });
+    expect(Object.keys(env.gateway).filter((key) => key.startsWith('PG_'))).toEqual([]);
+  });
+
+  it('the reader reads links and nothing else: no writes, no other tables, no DDL', async () => {
+    expect(await failureAs('reader', primary, 'SELECT count(*) FROM urls')).toBeNull();
+    for (const sql of [
+      "INSERT INTO urls (code, url, manage_token_hash) VALUES ('e2e-role-probe', 'https://example.com', '\\x00')",
+      "UPDATE urls SET clicks = clicks + 1 WHERE code = 'e2e-role-probe'",
+      "DELETE FROM urls WHERE code = 'e2e-role-probe'",
+      "INSERT INTO outbox (topic, key, payload) VALUES ('t', 'k', 'p')",
+      'SELECT count(*) FROM idempotency_keys',
+      'CREATE TABLE e2e_role_probe (id int)',
+      'CREATE TEMP TABLE e2e_role_probe (id int)',
+    ]) {
+      expect({ sql, error: await failureAs('reader', primary, sql) }).toEqual({ sql, error: expect.stringMatching(/permission denied/) });
+    }
+  });
+
+  it('the writer changes rows but no schema, no settings and no node state', async () => {
+    expect(
+      await failureAs(
+        'writer',
+        primary,
+        "WITH link AS (INSERT INTO urls (code, url, manage_token_hash) VALUES ('e2e-role-probe', 'https://example.com', '\\x00') RETURNING code) INSERT INTO outbox (topic, key, payload) SELECT 't', code, 'p' FROM link",
+      ),
+    ).toBeNull();
+    for (const sql of [
+      'TRUNCATE urls',
+      'DROP TABLE outbox',
+      'ALTER TABLE urls ADD COLUMN e2e int',
+      'CREATE TABLE e2e_role_probe (id int)',
+      "ALTER SYSTEM SET work_mem = '8MB'",
+      'SELECT pg_promote()',
+      'SELECT pg_reload_conf()',
+      'SELECT count(*) FROM schema_migrations',
+      'CREATE ROLE e2e_role_probe',
+    ]) {
+      expect({ sql, error: await failureAs('writer', primary, sql) }).toEqual({ sql, error: expect.stringMatching(/permission denied/) });
+    }
+  });
+
+  it('the monitor administers nodes (promote, four settings, slots, pg_rewind functions) but reads no data', async () => {
+    // pg_promote passes the privilege check and fails only because a primary is not in recovery
+    expect(await failureAs('monitor', primary, 'SELECT pg_promote(false, 1)')).toMatch(/recovery is not in progress/);
+    const allowed = await asRole('monitor', primary, async (db) => {
+      const { rows } = await db.query(`SELECT has_parameter_privilege(current_user, p, 'ALTER SYSTEM') AS ok, p FROM unnest($1::text[]) AS p`, [
+        ['synchronous_standby_names', 'default_transaction_read_only', 'primary_conninfo', 'primary_slot_name', 'work_mem', 'archive_command'],
+      ]);
+      return Object.fromEntries(rows.map((row) => [row.p, row.ok]));
+    });
+    expect(allowed).toEqual({
+      synchronous_standby_names: true,
+      default_transaction_read_only: true,
+      primary_conninfo: true,
+      primary_slot_name: true,
+      work_mem: false,
+      archive_command: false,
+    });
+    await asRole('monitor', primary, async (db) => {
+      // what node-admin.ts runs: the same value back, a reload, a slot (temporary here), the standbys in full
+      const current = (await db.query('SHOW synchronous_standby_names')).rows[0].synchronous_standby_names as string;
+      const { rows } = await db.query("SELECT format('ALTER SYSTEM SET synchronous_standby_names = %L', $1::text) AS sql", [current]);
+      await db.query(rows[0].sql);
+      await db.query('SELECT pg_reload_conf()');
+      await db.query("SELECT pg_create_physical_replication_slot('e2e_role_probe', false, true)");
+      const standbys = (await db.query('SELECT application_name, state FROM pg_stat_replication')).rows;
+      if (replica) expect(standbys).toContainEqual({ application_name: replica.name, state: 'streaming' });
+      // pg_rewind --source-server
+      await db.query(
+        "SELECT pg_ls_dir('.', true, false), pg_stat_file('PG_VERSION', true), pg_read_binary_file('PG_VERSION'), pg_read_binary_file('PG_VERSION', 0, 2, true)",
+      );
+    });
+    if (replica) {
+      const conninfo = await asRole('monitor', replica, async (db) => (await db.query('SHOW primary_conninfo')).rows[0].primary_conninfo as string);
+      expect(conninfo).toMatch(/port=/);
+    }
+    for (const sql of [
+      'SELECT count(*) FROM urls',
+      "ALTER SYSTEM SET work_mem = '8MB'",
+      'CREATE TABLE e2e_role_probe (id int)',
+      'CREATE ROLE e2e_role_probe',
+    ]) {
+      expect({ sql, error: await failureAs('monitor', primary, sql) }).toEqual({ sql, error: expect.stringMatching(/permission denied/) });
+    }
   });
 });
 

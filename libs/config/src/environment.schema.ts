@@ -81,12 +81,19 @@ const common = {
   KAFKA_BROKERS: hostPortList,
 };
 
-const database = {
+/**
+ * The PostgreSQL login role of each service that uses the database (libs/db migration 3 makes
+ * them, each with only the rights its service uses; docs/reference.md, security of the inside).
+ */
+export const databaseRoles = { writer: 'shortener_writer', reader: 'shortener_reader', 'failover-monitor': 'shortener_monitor' } as const;
+
+/** A service's database settings; PG_USER defaults to the service's own role, never the superuser. */
+const database = (role: string) => ({
   SHARD_NODES: shardNodesJson,
-  PG_USER: z.string().min(1).default('postgres'),
+  PG_USER: z.string().min(1).default(role),
   PG_PASSWORD: z.string().min(1),
   PG_DATABASE: z.string().min(1).default('shortener'),
-};
+});
 
 const redisUrl = z.string().regex(/^rediss?:\/\/[^\s]+$/, 'expected redis://host:port');
 
@@ -149,7 +156,7 @@ export const gatewayEnvironmentSchema = z.object({
 
 export const writerEnvironmentSchema = z.object({
   ...common,
-  ...database,
+  ...database(databaseRoles.writer),
   ...rpc,
   HTTP_PORT: port,
   REDIS_URL: redisUrl,
@@ -157,7 +164,7 @@ export const writerEnvironmentSchema = z.object({
 
 export const readerEnvironmentSchema = z.object({
   ...common,
-  ...database,
+  ...database(databaseRoles.reader),
   ...rpc,
   HTTP_PORT: port,
   REDIS_URL: redisUrl,
@@ -165,7 +172,7 @@ export const readerEnvironmentSchema = z.object({
 
 export const monitorEnvironmentSchema = z.object({
   ...common,
-  ...database,
+  ...database(databaseRoles['failover-monitor']),
   HTTP_PORT: port,
   MONITOR_ID: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/),
   NODE_CONTROL: z.enum(['local', 'kubernetes', 'sql']).default('local'),

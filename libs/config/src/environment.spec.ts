@@ -1,4 +1,12 @@
-import { gatewayEnvironmentSchema, InvalidEnvironmentError, validateEnvironment, writerEnvironmentSchema } from './index';
+import {
+  databaseRoles,
+  gatewayEnvironmentSchema,
+  InvalidEnvironmentError,
+  monitorEnvironmentSchema,
+  readerEnvironmentSchema,
+  validateEnvironment,
+  writerEnvironmentSchema,
+} from './index';
 
 const shardNodes = JSON.stringify([
   { id: 0, nodes: [{ name: 's0n0', host: '127.0.0.1', port: 16400 }] },
@@ -22,6 +30,14 @@ describe('validateEnvironment', () => {
     expect(config.REPLICATION_MODE).toBe('quorum');
     expect(config.KAFKA_BROKERS).toEqual([{ host: '127.0.0.1', port: 19092 }]);
     expect(config.SHARD_NODES[1].nodes[0].name).toBe('s1n0');
+  });
+
+  it('connects each database service as its own role by default, never as the superuser', () => {
+    expect(validateEnvironment(writerEnvironmentSchema, writerEnv).PG_USER).toBe('shortener_writer');
+    const { RPC_PORT: _port, RPC_SECRET: _secret, ...common } = writerEnv;
+    expect(validateEnvironment(readerEnvironmentSchema, { ...writerEnv }).PG_USER).toBe('shortener_reader');
+    expect(validateEnvironment(monitorEnvironmentSchema, { ...common, MONITOR_ID: 'monitor-0' }).PG_USER).toBe('shortener_monitor');
+    expect(Object.values(databaseRoles)).not.toContain('postgres');
   });
 
   it('names the missing variable', () => {

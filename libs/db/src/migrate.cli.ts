@@ -1,18 +1,25 @@
 /**
  * Applies the migrations to the current primary of every shard (the node that is not in
- * recovery). Run by the local stack after the primaries start, and by the migrations
- * Job in Kubernetes. Exits non-zero if any shard has no reachable primary.
+ * recovery), then sets the passwords of the service roles migration 3 made
+ * (PG_WRITER_PASSWORD, PG_READER_PASSWORD, PG_MONITOR_PASSWORD, each optional). Run by the
+ * local stack after the primaries start, by the compose `migrate` service and by the
+ * migrations Job in Kubernetes, as the superuser. Exits non-zero if any shard has no
+ * reachable primary.
  */
 import { Client } from 'pg';
 import { z } from 'zod';
 import { shardNodesSchema, validateEnvironment } from '@shortener/config';
 import { migrate } from './migrator';
+import { setServiceRolePasswords } from './migrations/service-roles';
 
 const environmentSchema = z.object({
   SHARD_NODES: z.string().transform((value) => shardNodesSchema.parse(JSON.parse(value))),
   PG_USER: z.string().default('postgres'),
   PG_PASSWORD: z.string().min(1),
   PG_DATABASE: z.string().default('shortener'),
+  PG_WRITER_PASSWORD: z.string().min(16).optional(),
+  PG_READER_PASSWORD: z.string().min(16).optional(),
+  PG_MONITOR_PASSWORD: z.string().min(16).optional(),
 });
 
 function log(event: Record<string, unknown>): void {
@@ -53,7 +60,9 @@ async function main(): Promise<void> {
     }
     try {
       const report = await migrate(found.client);
-      log({ level: 'info', msg: 'migrated', shard: shard.id, node: found.node.name, ...report });
+      // Roles live in the cluster's shared catalog: the replicas receive them by streaming.
+      const passwordsSet = await setServiceRolePasswords(found.client, env);
+      log({ level: 'info', msg: 'migrated', shard: shard.id, node: found.node.name, ...report, passwordsSet });
     } catch (error) {
       log({ level: 'error', msg: (error as Error).message, shard: shard.id, node: found.node.name });
       failed = true;

@@ -1,5 +1,6 @@
 import links from './0001-links.migration';
 import urlsFillfactor from './0002-urls-fillfactor.migration';
+import serviceRoles from './0003-service-roles.migration';
 
 export interface Migration {
   version: number;
@@ -11,4 +12,5 @@ export interface Migration {
 export const migrations: Migration[] = [
   { version: 1, name: 'links', sql: links },
   { version: 2, name: 'urls-fillfactor', sql: urlsFillfactor },
+  { version: 3, name: 'service-roles', sql: serviceRoles },
 ];
