@@ -4,7 +4,6 @@ import serviceRolesMigration from './0003-service-roles.migration';
 
 // pg's own SCRAM client (the one every service logs in with), driven against a server that
 // knows only the verifier: the check a PostgreSQL server makes (RFC 5802 section 3).
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const sasl = require('pg/lib/crypto/sasl') as {
   startSession(mechanisms: string[]): { clientNonce: string; response: string };
   continueSession(session: object, password: string, serverData: string): Promise<void>;
