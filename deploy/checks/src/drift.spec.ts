@@ -90,6 +90,37 @@ describe('drift between libs/config, docker/compose.yaml and k8s/', () => {
       expect(composeEdit((document) => (document.services.writer.ports = ['4100:4100']))).toMatch(/only the gateway publishes ports/);
     });
 
+    it('compose and k8s: every database service connects as its own role with the password the migrations set', () => {
+      const env = (document: ComposeDocument, service: string) => document.services[service].environment as Record<string, string>;
+      expect(composeEdit((document) => (env(document, 'writer').PG_USER = 'postgres'))).toMatch(
+        /writer: PG_USER is postgres, not the writer's own role shortener_writer/,
+      );
+      expect(composeEdit((document) => (env(document, 'reader-0').PG_PASSWORD = '${PG_PASSWORD}'))).toMatch(
+        /reader-0: PG_PASSWORD is the superuser's password/,
+      );
+      expect(composeEdit((document) => (env(document, 'failover-monitor-1').PG_PASSWORD = '${PG_READER_PASSWORD}'))).toMatch(
+        /failover-monitor-1: PG_PASSWORD is not the PG_MONITOR_PASSWORD the migrations set/,
+      );
+      expect(composeEdit((document) => delete env(document, 'migrate').PG_READER_PASSWORD)).toMatch(/migrate: PG_READER_PASSWORD is missing/);
+      const problems = (objects: KubernetesObject[]) => kubernetesDrift(objects, 'local').join('\n');
+      const setEnv = (name: string, value: { value?: string; valueFrom?: unknown }) => (object: KubernetesObject) => {
+        const entries = containersOf(object)[0].env!;
+        entries.splice(
+          entries.findIndex((entry) => entry.name === name),
+          1,
+          { name, ...value } as (typeof entries)[number],
+        );
+      };
+      expect(problems(edit(local, 'Deployment', 'reader', setEnv('PG_USER', { value: 'postgres' })))).toMatch(
+        /reader: PG_USER is postgres, not the reader's own role/,
+      );
+      expect(
+        problems(
+          edit(local, 'Deployment', 'writer', setEnv('PG_PASSWORD', { valueFrom: { secretKeyRef: { name: 'shortener-secrets', key: 'pg-password' } } })),
+        ),
+      ).toMatch(/writer: PG_PASSWORD is the superuser's password/);
+    });
+
     it('k8s: probes, variables, commands, Services and database pods', () => {
       const problems = (objects: KubernetesObject[]) => kubernetesDrift(objects, 'local').join('\n');
       expect(problems(edit(local, 'Deployment', 'reader', (object) => (containersOf(object)[0].readinessProbe!.httpGet!.path = '/health')))).toMatch(

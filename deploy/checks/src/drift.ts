@@ -13,14 +13,48 @@ import {
   type Shard,
 } from './environment';
 import { containersOf, podTemplateOf, type Container, type KubernetesObject, type Probe } from './kustomize';
-import type { ServiceName } from '@shortener/config';
+import { databaseRolePasswordVariables, databaseRoles, type ServiceName } from '@shortener/config';
 
 /** Values that the real deployments take from secrets or the operator's environment. */
 export const sampleVariables: Record<string, string> = {
   PG_PASSWORD: 'sample-password-for-checks',
   ADMIN_TOKEN: 'sample-admin-token-for-checks',
   RPC_SECRET: 'sample-rpc-secret-for-the-drift-checks',
+  PG_WRITER_PASSWORD: 'sample-writer-password-for-checks',
+  PG_READER_PASSWORD: 'sample-reader-password-for-checks',
+  PG_MONITOR_PASSWORD: 'sample-monitor-password-for-checks',
 };
+
+/** Variables the migrations (the writer image's migrate CLI) take beyond the writer's own. */
+const migrateKeys = (): Set<string> => new Set([...knownKeys('writer'), ...Object.values(databaseRolePasswordVariables)]);
+
+/**
+ * Least privilege (docs/reference.md): every service that uses PostgreSQL connects as its own
+ * role, with the password the migrations set for that role; none as the superuser.
+ */
+function databaseRoleProblems(services: { where: string; app: ServiceName; migrate: boolean; environment: Record<string, string> }[], scope: string): string[] {
+  const problems: string[] = [];
+  const migrations = services.filter((service) => service.migrate);
+  for (const migration of migrations) {
+    for (const variable of Object.values(databaseRolePasswordVariables))
+      if (!migration.environment[variable]) problems.push(`${migration.where}: ${variable} is missing (the migrations set each service role's password)`);
+  }
+  for (const service of services) {
+    if (service.migrate || service.app === 'gateway') continue;
+    const role = databaseRoles[service.app];
+    if (service.environment.PG_USER !== role)
+      problems.push(`${service.where}: PG_USER is ${service.environment.PG_USER ?? '(unset)'}, not the ${service.app}'s own role ${role}`);
+    const variable = databaseRolePasswordVariables[service.app];
+    for (const migration of migrations) {
+      if (service.environment.PG_PASSWORD === migration.environment.PG_PASSWORD)
+        problems.push(`${service.where}: PG_PASSWORD is the superuser's password (${migration.where})`);
+      else if (service.environment.PG_PASSWORD !== migration.environment[variable])
+        problems.push(`${service.where}: PG_PASSWORD is not the ${variable} the migrations set (${migration.where})`);
+    }
+  }
+  if (migrations.length === 0) problems.push(`${scope}: nothing runs the migrations (${migrateScript})`);
+  return problems;
+}
 
 export interface Topology {
   shards: number;
@@ -108,7 +142,7 @@ export function composeDrift(document: ComposeDocument): string[] {
     const where = `compose service ${role.service}`;
     const service = document.services[role.service];
     if (role.migrate) {
-      const known = new Set(knownKeys('writer'));
+      const known = migrateKeys();
       for (const key of Object.keys(role.environment)) if (!known.has(key)) problems.push(`${where}: ${key} is not a variable of the writer's schema`);
       for (const key of ['SHARD_NODES', 'PG_PASSWORD']) if (!role.environment[key]) problems.push(`${where}: required variable ${key} is missing`);
       continue;
@@ -148,6 +182,12 @@ export function composeDrift(document: ComposeDocument): string[] {
       problems.push(`${where}: only the gateway publishes ports`);
     }
   }
+  problems.push(
+    ...databaseRoleProblems(
+      roles.map((role) => ({ ...role, where: `compose service ${role.service}` })),
+      'compose',
+    ),
+  );
   const monitorIds = byApp('failover-monitor').map((role) => role.environment.MONITOR_ID);
   if (new Set(monitorIds).size !== monitorIds.length) problems.push(`compose: MONITOR_ID values repeat: ${monitorIds.join(', ')}`);
 
@@ -290,6 +330,7 @@ interface Deployed {
 export function kubernetesDrift(objects: KubernetesObject[], where = 'k8s'): string[] {
   const problems: string[] = [];
   const deployed: Deployed[] = [];
+  const migrations: { where: string; app: ServiceName; migrate: boolean; environment: Record<string, string> }[] = [];
   for (const object of objects) {
     for (const container of containersOf(object)) {
       const app = serviceOfImage(container.image);
@@ -300,9 +341,10 @@ export function kubernetesDrift(objects: KubernetesObject[], where = 'k8s'): str
       if (object.kind === 'Job') {
         if (!command.includes(migrateScript)) problems.push(`${at}: a Job of the ${app} image that does not run ${migrateScript}`);
         if (app !== 'writer') problems.push(`${at}: the migrations run from the writer image, not ${app}`);
-        const known = new Set(knownKeys('writer'));
+        const known = migrateKeys();
         for (const key of Object.keys(environment)) if (!known.has(key)) problems.push(`${at}: ${key} is not a variable of the writer's schema`);
         for (const key of ['SHARD_NODES', 'PG_PASSWORD']) if (!environment[key]) problems.push(`${at}: required variable ${key} is missing`);
+        migrations.push({ where: at, app, migrate: true, environment });
         continue;
       }
       if (object.kind !== 'Deployment') problems.push(`${at}: services run as Deployments`);
@@ -340,6 +382,20 @@ export function kubernetesDrift(objects: KubernetesObject[], where = 'k8s'): str
   for (const app of serviceNames) {
     if (!deployed.some((entry) => entry.app === app)) problems.push(`${where}: no Deployment runs ${app}`);
   }
+  problems.push(
+    ...databaseRoleProblems(
+      [
+        ...migrations,
+        ...deployed.map((entry) => ({
+          where: `${where} ${entry.object.kind}/${entry.object.metadata.name}`,
+          app: entry.app,
+          migrate: false,
+          environment: entry.environment,
+        })),
+      ],
+      where,
+    ),
+  );
   for (const app of ['reader', 'gateway'] as const) {
     const hpa = find(objects, 'HorizontalPodAutoscaler', app);
     const target = (hpa?.spec as { scaleTargetRef?: { kind: string; name: string } } | undefined)?.scaleTargetRef;

@@ -87,6 +87,13 @@ const common = {
  */
 export const databaseRoles = { writer: 'shortener_writer', reader: 'shortener_reader', 'failover-monitor': 'shortener_monitor' } as const;
 
+/** The migrate CLI's variable with each role's password (it runs as the superuser and sets them). */
+export const databaseRolePasswordVariables = {
+  writer: 'PG_WRITER_PASSWORD',
+  reader: 'PG_READER_PASSWORD',
+  'failover-monitor': 'PG_MONITOR_PASSWORD',
+} as const;
+
 /** A service's database settings; PG_USER defaults to the service's own role, never the superuser. */
 const database = (role: string) => ({
   SHARD_NODES: shardNodesJson,

@@ -1,12 +1,12 @@
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import type { ClientBase } from 'pg';
-import { databaseRoles } from '@shortener/config';
+import { databaseRolePasswordVariables, databaseRoles } from '@shortener/config';
 
 /** The login roles migration 3 creates, by the variable that carries each one's password. */
 export const serviceRoles = {
-  PG_WRITER_PASSWORD: databaseRoles.writer,
-  PG_READER_PASSWORD: databaseRoles.reader,
-  PG_MONITOR_PASSWORD: databaseRoles['failover-monitor'],
+  [databaseRolePasswordVariables.writer]: databaseRoles.writer,
+  [databaseRolePasswordVariables.reader]: databaseRoles.reader,
+  [databaseRolePasswordVariables['failover-monitor']]: databaseRoles['failover-monitor'],
 } as const;
 
 export type ServiceRolePasswords = Partial<Record<keyof typeof serviceRoles, string>>;
