@@ -4,11 +4,12 @@ import type { ValidationError } from 'class-validator';
 import { createRedis, LinkCache } from '@shortener/cache';
 import type { GatewayEnvironment } from '@shortener/config';
 import { DomainError, type FieldError } from '@shortener/contracts';
-import { ClickBatcher, createKafka, EventProducer, TopologyFollower } from '@shortener/events';
+import { createKafka, EventProducer, TopologyFollower } from '@shortener/events';
 import { ObservabilityModule } from '@shortener/observability';
 import type { Kafka } from '@shortener/events';
 import pino from 'pino';
 import { AdminGuard, ManageAuthGuard } from './auth';
+import { createClickBatcher } from './click-delivery';
 import { ClusterController } from './cluster.controller';
 import { CLICK_BATCHER, EVENT_PRODUCER, GATEWAY_CONFIG, KAFKA, LINK_CACHE, READER_POOL, TOPOLOGY_FOLLOWER, WRITER_CHANNEL } from './gateway.constants';
 import { GatewayLifecycle } from './gateway.lifecycle';
@@ -59,10 +60,12 @@ export class GatewayModule {
         { provide: EVENT_PRODUCER, inject: [KAFKA], useFactory: (kafka: Kafka) => new EventProducer(kafka) },
         {
           provide: CLICK_BATCHER,
-          inject: [EVENT_PRODUCER],
+          inject: [EVENT_PRODUCER, WRITER_CHANNEL],
           // Flushing once a second sums a popular code's clicks into one event and one
-          // row update, and keeps counts within the contract's 5 s.
-          useFactory: (producer: EventProducer) => new ClickBatcher(producer, 1000, 100_000, (error) => log.warn({ err: error.message }, 'click flush failed')),
+          // row update, and keeps counts within the contract's 5 s. Kafka's own outcome is
+          // awaited (settle), so a batch it refused can go to the writer without counting twice.
+          useFactory: (producer: EventProducer, writer: RpcChannel) =>
+            createClickBatcher({ send: (events) => producer.send(events, { settle: true }) }, writer, log),
         },
         {
           provide: TOPOLOGY_FOLLOWER,

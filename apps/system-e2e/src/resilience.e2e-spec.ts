@@ -137,11 +137,17 @@ describe('Kafka down', () => {
   const whileDown: { created: CreatedLink[]; updated: CreatedLink | null; deleted: CreatedLink | null } = { created: [], updated: null, deleted: null };
   const clicksWhileDown = 6;
   let clicksBefore = 0;
+  // CONTRACT.md section 5: click counts stay exact through an outage of at least a minute at
+  // full redirect rate. Links made before the outage, redirected as fast as the gateway answers.
+  const loadSeconds = Number(process.env.E2E_CLICK_OUTAGE_SECONDS || 62);
+  const loadLinks: CreatedLink[] = [];
+  const served = new Map<string, number>();
 
   beforeAll(async () => {
     clicked = await setupLink();
     await expectRedirect(clicked.code, clicked.url);
     clicksBefore = 1;
+    for (let i = 0; i < 20; i++) loadLinks.push(await setupLink());
     // The one click is counted before Kafka goes: a baseline the outage must not disturb.
     await eventually(async () => (await gw.details(clicked.code)).json.clicks === clicksBefore, { timeoutMs: 15_000, intervalMs: 300 }).catch(() => undefined);
     kafkaPid = await stopHeld(stack, 'kafka', { graceMs: 15_000 });
@@ -167,6 +173,30 @@ describe('Kafka down', () => {
     await flushRedis();
     for (const link of whileDown.created) await expectRedirect(link.code, link.url);
     for (let i = 0; i < clicksWhileDown; i++) await expectRedirect(clicked.code, clicked.url);
+  });
+
+  it(`redirects at full rate for ${loadSeconds} s while Kafka is down: every one answered, no click dropped`, async () => {
+    const until = Date.now() + loadSeconds * 1000;
+    const failures: string[] = [];
+    let answered = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async (_, worker) => {
+        for (let i = worker; Date.now() < until; i++) {
+          const link = loadLinks[i % loadLinks.length];
+          const answer = await gw.redirect(link.code);
+          if (answer.status === 302) served.set(link.code, (served.get(link.code) ?? 0) + 1);
+          else if (failures.length < 5) failures.push(`${link.code}: ${answer.status} ${answer.text}`);
+          answered++;
+        }
+      }),
+    );
+    process.stdout.write(`[e2e] ${answered} redirects in ${loadSeconds} s of the Kafka outage (${Math.round(answered / loadSeconds)}/s)\n`);
+    expect(failures).toEqual([]);
+    const metrics = (await fetch(`${stack.baseUrl}/metrics`).then((answer) => answer.text())).split('\n');
+    const value = (name: string) => metrics.filter((line) => line.startsWith(name)).reduce((sum, line) => sum + Number(line.split(' ').pop()), 0);
+    expect(value('shortener_clicks_dropped_total')).toBe(0);
+    // Kafka refused the batches: the writer applied them (exactly once per batch id)
+    expect(value('shortener_click_fallback_batches_total{outcome="applied"')).toBeGreaterThan(0);
   });
 
   it('once Kafka is back, the events written meanwhile arrive in url.events (outbox)', async () => {
@@ -206,6 +236,22 @@ describe('Kafka down', () => {
     );
     await sleep(3000);
     expect((await gw.details(clicked.code)).json.clicks).toBe(expected);
+    // and every redirect of the minute at full rate, once
+    const want = Object.fromEntries(loadLinks.map((link) => [link.code, served.get(link.code) ?? 0]));
+    const counts = async () => Object.fromEntries(await Promise.all(loadLinks.map(async (link) => [link.code, (await gw.details(link.code)).json.clicks])));
+    await eventually(
+      async () => {
+        const got = await counts();
+        const over = loadLinks.filter((link) => got[link.code] > want[link.code]);
+        if (over.length > 0)
+          throw new Error(`counted more clicks than redirects served: ${JSON.stringify(over.map((link) => [got[link.code], want[link.code]]))}`);
+        expect(got).toEqual(want);
+        return true;
+      },
+      { timeoutMs: 30_000, intervalMs: 1000 },
+    );
+    await sleep(2000);
+    expect(await counts()).toEqual(want);
   });
 
   it('new clicks are counted again within seconds', async () => {

@@ -20,7 +20,13 @@ export class EventProducer {
     private readonly sendTimeoutMs = 5000,
   ) {}
 
-  async send(events: KeyedEvent[]): Promise<void> {
+  /**
+   * Sends the events; rejects after `sendTimeoutMs` at the latest. The producer may still
+   * deliver events whose send timed out (it retries on its own): a caller that must not
+   * deliver them twice by another way passes `settle`, and the promise then settles only
+   * when the producer itself gave up or succeeded (its retry policy bounds that wait).
+   */
+  async send(events: KeyedEvent[], options: { settle?: boolean } = {}): Promise<void> {
     if (events.length === 0) return;
     const producer = await this.connected();
     const byTopic = new Map<string, Message[]>();
@@ -29,14 +35,11 @@ export class EventProducer {
       messages.push({ key: event.key, value: event.value } satisfies Message);
       byTopic.set(event.topic, messages);
     }
-    await withTimeout(
-      producer.sendBatch({
-        acks: -1,
-        topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
-      }),
-      this.sendTimeoutMs,
-      'kafka send',
-    );
+    const sent = producer.sendBatch({
+      acks: -1,
+      topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
+    });
+    await (options.settle ? sent : withTimeout(sent, this.sendTimeoutMs, 'kafka send'));
   }
 
   async stop(): Promise<void> {
