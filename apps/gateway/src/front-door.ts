@@ -1,5 +1,7 @@
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
+import { problemForStatus } from '@shortener/contracts';
+import { PROBLEM_CONTENT_TYPE } from '@shortener/observability';
 
 /**
  * What a hostile client meets before any controller runs: requests the HTTP parser
@@ -10,10 +12,10 @@ import type { FastifyInstance } from 'fastify';
 /** Deeper than any request body of the API needs; class-transformer recurses once per level. */
 export const MAX_JSON_DEPTH = 16;
 
-const PROBLEM = 'application/problem+json';
+const PROBLEM = PROBLEM_CONTENT_TYPE;
 
 function problemBody(status: number, title: string, detail: string): string {
-  return JSON.stringify({ type: 'about:blank', title, status, detail });
+  return JSON.stringify(problemForStatus(status, title, detail));
 }
 
 const NOT_A_CODE = problemBody(404, 'Not found', 'no link or route at this path');

@@ -1,5 +1,5 @@
 import { Module, ValidationPipe, type DynamicModule } from '@nestjs/common';
-import { APP_FILTER, APP_PIPE } from '@nestjs/core';
+import { APP_PIPE } from '@nestjs/core';
 import type { ValidationError } from 'class-validator';
 import { createRedis, LinkCache } from '@shortener/cache';
 import type { GatewayEnvironment } from '@shortener/config';
@@ -13,7 +13,6 @@ import { createClickBatcher } from './click-delivery';
 import { ClusterController } from './cluster.controller';
 import { CLICK_BATCHER, EVENT_PRODUCER, GATEWAY_CONFIG, KAFKA, LINK_CACHE, READER_POOL, TOPOLOGY_FOLLOWER, WRITER_CHANNEL } from './gateway.constants';
 import { GatewayLifecycle } from './gateway.lifecycle';
-import { ProblemFilter } from './problem.filter';
 import { ReaderPool, RpcChannel } from './rpc-channel';
 import { SwitchoverRequests } from './switchover-requests';
 import { UrlsController } from './urls.controller';
@@ -51,7 +50,6 @@ export class GatewayModule {
       controllers: [UrlsController, ClusterController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: config },
-        { provide: APP_FILTER, useClass: ProblemFilter },
         { provide: APP_PIPE, useValue: validationPipe },
         {
           provide: KAFKA,

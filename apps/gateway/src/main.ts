@@ -8,7 +8,7 @@ import { GatewayModule } from './gateway.module';
 import { clientErrorHandler, frameworkErrors, installJsonBodyParser } from './front-door';
 import { targetPolicy } from './link-validators';
 import { targetPolicyOf } from '@shortener/links';
-import { problemOfStatus, sendProblem } from './problem';
+import { problemOfStatus, sendProblem } from '@shortener/observability';
 import { registerRedirectRoute } from './redirect.route';
 
 export const MAX_BODY_BYTES = 16 * 1024;

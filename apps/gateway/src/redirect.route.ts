@@ -3,8 +3,7 @@ import type { LinkCache } from '@shortener/cache';
 import { DomainError, RpcPatterns, type Resolution } from '@shortener/contracts';
 import type { ClickBatcher } from '@shortener/events';
 import { couldBeCode, decodeCacheEntry } from '@shortener/links';
-import { counter } from '@shortener/observability';
-import { problemOfDomainError, PROBLEM_CONTENT_TYPE, sendProblem } from './problem';
+import { counter, problemOfDomainError, PROBLEM_CONTENT_TYPE, sendProblem } from '@shortener/observability';
 import { REQUEST_TIMEOUTS } from './gateway.constants';
 import type { ReaderPool } from './rpc-channel';
 

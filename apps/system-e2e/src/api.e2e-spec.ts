@@ -897,4 +897,9 @@ describe('operations', () => {
     expect(lines.length).toBeGreaterThan(0);
     for (const line of lines) expect({ line, valid: sample.test(line) }).toEqual({ line, valid: true });
   });
+
+  it.each(services)('%s (port %i) answers an unknown path with problem+json (one writer for every service)', async (_, port) => {
+    const answer = await request(`http://127.0.0.1:${port}`, '/api/no-such-route');
+    expectProblem(answer, 404);
+  });
 });

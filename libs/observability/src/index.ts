@@ -1,5 +1,6 @@
 export * from './access-log';
 export * from './metrics';
 export * from './observability.module';
+export * from './problem';
 export * from './readiness.registry';
 export * from './start-service';

@@ -1,7 +1,9 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
 import { TerminusModule } from '@nestjs/terminus';
 import { LoggerModule } from 'nestjs-pino';
 import { HealthController } from './health.controller';
+import { ProblemFilter } from './problem';
 import { collectProcessMetrics, MetricsController } from './metrics';
 import { ReadinessRegistry } from './readiness.registry';
 
@@ -10,7 +12,7 @@ export interface ObservabilityOptions {
   logLevel: string;
 }
 
-/** JSON logs (one line per event, secrets redacted), /metrics, /health/live and /health/ready. */
+/** JSON logs (one line per event, secrets redacted), /metrics, /health/live and /health/ready, problem+json errors. */
 @Global()
 @Module({})
 export class ObservabilityModule {
@@ -33,7 +35,8 @@ export class ObservabilityModule {
         }),
       ],
       controllers: [HealthController, MetricsController],
-      providers: [ReadinessRegistry],
+      // every HTTP error of every service as problem+json
+      providers: [ReadinessRegistry, { provide: APP_FILTER, useClass: ProblemFilter }],
       exports: [ReadinessRegistry],
     };
   }
