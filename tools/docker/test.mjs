@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run test:docker`: the end-to-end suites against the compose topology (CONTRACT.md
+// `npm run test:docker`: the end-to-end suites against the compose topology (docs/reference.md
 // section 10). Brings docker/compose.yaml up as its own project (shortener-e2e, gateway on
 // 127.0.0.1:${DOCKER_TEST_PORT:-8180}, beside a `docker:up` of project shortener), writes
 // an E2E_STACK_DIR whose stack.json names the compose services (target "compose",

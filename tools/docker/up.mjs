@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run docker:up`: the compose topology of docker/compose.yaml (CONTRACT.md section 10).
+// `npm run docker:up`: the compose topology of docker/compose.yaml (docs/reference.md section 10).
 //
 //   1. a Docker engine: the running one, or (root) Debian's docker.io installed and dockerd started;
 //   2. base images: the official ones, or offline stand-ins when no registry answers (images.mjs);

@@ -65,7 +65,7 @@ export class ClusterController {
 
   @Get()
   @ApiOperation({ summary: 'The topology: ring, shards, nodes with health and lag, failovers' })
-  @ApiResponse({ status: 200, description: 'The cluster document of CONTRACT.md section 2' })
+  @ApiResponse({ status: 200, description: 'The cluster document of docs/reference.md section 2' })
   @ApiResponse({ status: 401, type: ProblemDto })
   @ApiResponse({ status: 403, type: ProblemDto })
   async cluster() {

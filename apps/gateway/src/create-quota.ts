@@ -20,7 +20,7 @@ export type LimiterFactory = (pointsPerWindow: number, keyPrefix: string) => Rat
 /**
  * Quotas on creates, per key and per anonymous client address, counted by
  * rate-limiter-flexible in a store every gateway shares. When the store does not answer
- * the check fails open (creates keep working, CONTRACT.md section 5) and says so in
+ * the check fails open (creates keep working, docs/reference.md section 5) and says so in
  * `shortener_rate_limit_fail_open_total`.
  */
 export class CreateQuota {

@@ -1,5 +1,5 @@
 /**
- * The public HTTP API of CONTRACT.md section 2 through the gateway, with data placement
+ * The public HTTP API of docs/reference.md section 2 through the gateway, with data placement
  * (section 3) and events (section 4) checked from outside: on every PostgreSQL node,
  * in Redis and in Kafka.
  */
@@ -160,7 +160,7 @@ describe('POST /api/urls', () => {
   });
 });
 
-describe('placement (CONTRACT section 3)', () => {
+describe('placement (docs/reference.md section 3)', () => {
   it('puts each row on the owning shard: its primary at once, its replicas eventually, no other shard', async () => {
     const links = await Promise.all(Array.from({ length: 12 }, () => createOk()));
     const aliased = await createOk({ alias: uniqueAlias('place') });

@@ -1,5 +1,5 @@
 /**
- * Container faults of CONTRACT.md sections 5 and 10 against the compose topology, each
+ * Container faults of docs/reference.md sections 5 and 10 against the compose topology, each
  * under a steady create and redirect load (tools/docker/test.mjs runs this last, after the
  * API suite, on the same topology):
  *   - `docker kill` of a primary;

@@ -1,5 +1,5 @@
 /**
- * The fault suite of CONTRACT.md section 5, on the real stack, under a steady create and
+ * The fault suite of docs/reference.md section 5, on the real stack, under a steady create and
  * redirect load: a primary killed, a primary frozen and thawed, a replica killed, the
  * leading monitor killed, a planned switchover. It changes the topology, so
  * tools/test.mjs runs it after every other e2e spec, on the same stack.
@@ -253,7 +253,7 @@ async function failoverUnderLoad(
   return { load, recoveryMs: firstAck.at - faultAt, before, after, oldPrimary };
 }
 
-describe('faults (CONTRACT.md section 5)', () => {
+describe('faults (docs/reference.md section 5)', () => {
   afterAll(() => {
     // Numbers for the README: printed, and kept beside the stack's logs.
     // eslint-disable-next-line no-console

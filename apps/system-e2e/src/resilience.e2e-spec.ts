@@ -1,5 +1,5 @@
 /**
- * CONTRACT.md section 5, the faults that need no failover: Redis dies, Kafka dies, a
+ * docs/reference.md section 5, the faults that need no failover: Redis dies, Kafka dies, a
  * reader instance dies. Each block breaks one part through the launcher's hold files
  * (tools/README.md), checks what a client sees, and brings the part back in afterAll,
  * so the blocks (and the other spec files) do not depend on each other's order.
@@ -137,7 +137,7 @@ describe('Kafka down', () => {
   const whileDown: { created: CreatedLink[]; updated: CreatedLink | null; deleted: CreatedLink | null } = { created: [], updated: null, deleted: null };
   const clicksWhileDown = 6;
   let clicksBefore = 0;
-  // CONTRACT.md section 5: click counts stay exact through an outage of at least a minute at
+  // docs/reference.md section 5: click counts stay exact through an outage of at least a minute at
   // full redirect rate. Links made before the outage, redirected as fast as the gateway answers.
   const loadSeconds = Number(process.env.E2E_CLICK_OUTAGE_SECONDS || 62);
   const loadLinks: CreatedLink[] = [];

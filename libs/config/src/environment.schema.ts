@@ -104,7 +104,7 @@ const database = (role: string) => ({
 
 const redisUrl = z.string().regex(/^rediss?:\/\/[^\s]+$/, 'expected redis://host:port');
 
-/** Shared secret of the RPC channel between the gateway and the writer and readers (CONTRACT.md section 5). */
+/** Shared secret of the RPC channel between the gateway and the writer and readers (docs/reference.md section 5). */
 const rpcSecret = z.string().min(32, 'must be at least 32 characters').regex(/^\S+$/, 'must not contain whitespace');
 
 const rpc = {
@@ -151,7 +151,7 @@ export const gatewayEnvironmentSchema = z.object({
   WRITER_ADDR: hostPort,
   READER_ADDRS: hostPortList,
   RPC_SECRET: rpcSecret,
-  // CONTRACT.md section 8: keys, quotas, targets, redirect caching.
+  // docs/reference.md section 8: keys, quotas, targets, redirect caching.
   KEY_RATE_LIMIT_PER_MINUTE: perMinute.min(1).default(600),
   ANONYMOUS_RATE_LIMIT_PER_MINUTE: perMinute.default(0),
   ANONYMOUS_CREATE: flag.default(true),

@@ -1,5 +1,5 @@
 /**
- * The rules of CONTRACT.md section 2 as plain functions: the gateway's validators call
+ * The rules of docs/reference.md section 2 as plain functions: the gateway's validators call
  * them, and so can any other client of the library. Each returns null when the value
  * is fine, or a sentence saying what is wrong.
  */

@@ -1,7 +1,7 @@
 import ipaddr from 'ipaddr.js';
 
 /**
- * The target rules of CONTRACT.md sections 2 and 8. A target is parsed with the WHATWG
+ * The target rules of docs/reference.md sections 2 and 8. A target is parsed with the WHATWG
  * URL parser (the one browsers use to follow the Location header), so every spelling a
  * browser would resolve to the same host is judged as that host: `127.1`, `0x7f000001`
  * and `017700000001` are all 127.0.0.1 by the time the rules look at them. What is
