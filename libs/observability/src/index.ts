@@ -2,4 +2,5 @@ export * from './access-log';
 export * from './metrics';
 export * from './observability.module';
 export * from './readiness.registry';
+export * from './request-metrics';
 export * from './start-service';
