@@ -10,12 +10,17 @@ import { createInterface } from 'node:readline';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '..');
 
+// E2E_PORT_OFFSET (set by a shared machine's slot runner, like tools/test.mjs) moves every port,
+// so that a bench and a test stack (or two benches) never share one.
+const OFFSET = Number(process.env.E2E_PORT_OFFSET || 0);
+const moved = (base) => String(base + OFFSET);
+
 export const BENCH_PORTS = {
-  PORT: '3500',
-  PG_BASE_PORT: '18800',
-  REDIS_PORT: '18779',
-  KAFKA_PORT: '21492',
-  SERVICES_BASE_PORT: '7600',
+  PORT: moved(3500),
+  PG_BASE_PORT: moved(18800),
+  REDIS_PORT: moved(18779),
+  KAFKA_PORT: moved(21492),
+  SERVICES_BASE_PORT: moved(7600),
 };
 
 function readLine(file) {

@@ -18,7 +18,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { REPO_ROOT, ensureNodeModules, ensurePrerequisites } from './lib/bootstrap.mjs';
+import { CHROMIUM, PROMTOOL, REPO_ROOT, ensureNodeModules, ensurePrerequisites } from './lib/bootstrap.mjs';
 
 const argv = new Set(process.argv.slice(2));
 // --faults-only: only the fault suite on a new stack (e.g. E2E_REPLICATION_MODE=async to count its losses)
@@ -84,22 +84,32 @@ function jest(args, env, label) {
 
 /** Runs one static check (a node_modules binary), output forwarded; counts it as one test. */
 function check(label, bin, args) {
+  return checkCommand(label, process.execPath, [join(REPO_ROOT, 'node_modules', ...bin), ...args]);
+}
+
+/** Runs one static check (any command), output forwarded; counts it as one test. */
+function checkCommand(label, command, args) {
   return new Promise((resolveRun) => {
     const t0 = Date.now();
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'node_modules', ...bin), ...args], {
+    const child = spawn(command, args, {
       cwd: REPO_ROOT,
       env: process.env,
       stdio: ['ignore', 'inherit', 'inherit'],
     });
-    child.on('exit', (code, signal) => {
-      say(`${label}: ${code === 0 ? 'ok' : `FAILED (${code ?? signal})`} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-      if (code === 0) totals.passed += 1;
+    let done = false;
+    const finish = (ok, outcome) => {
+      if (done) return;
+      done = true;
+      say(`${label}: ${ok ? 'ok' : `FAILED (${outcome})`} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      if (ok) totals.passed += 1;
       else {
         totals.failed += 1;
         failures.push(`static: ${label}`);
       }
-      resolveRun(code === 0);
-    });
+      resolveRun(ok);
+    };
+    child.on('error', (error) => finish(false, error.message));
+    child.on('exit', (code, signal) => finish(code === 0, code ?? signal));
   });
 }
 
@@ -109,6 +119,9 @@ async function runStatic() {
   await check('prettier --check', ['prettier', 'bin', 'prettier.cjs'], ['--check', '--log-level', 'warn', '.']);
   // tsconfig.json includes the specs, the e2e specs and deploy/checks, which the build leaves out.
   await check('tsc (sources and specs)', ['typescript', 'bin', 'tsc'], ['-p', 'tsconfig.json', '--noEmit']);
+  // The alert rules (CONTRACT section 9): valid, and their unit tests pass.
+  await checkCommand('promtool check rules', 'promtool', ['check', 'rules', 'deploy/prometheus/alerts.yaml']);
+  await checkCommand('promtool test rules', 'promtool', ['test', 'rules', 'deploy/prometheus/alerts.test.yaml']);
 }
 
 function processesOf(stackDir) {
@@ -247,7 +260,9 @@ async function runE2e() {
 }
 
 ensureNodeModules();
-if (e2e) ensurePrerequisites();
+// The stack's prerequisites for the e2e suite; promtool for the static phase, Chromium for the /admin page e2e.
+const tools = [...(staticChecks ? [PROMTOOL] : []), ...(e2e ? [CHROMIUM] : [])];
+if (e2e || tools.length > 0) ensurePrerequisites({ stack: e2e, tools });
 if (staticChecks) {
   say('static checks');
   await runStatic();

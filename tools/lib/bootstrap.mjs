@@ -60,8 +60,18 @@ function pgBinDir() {
   return process.env.PG_BIN || '/usr/lib/postgresql/15/bin';
 }
 
-function missingPrerequisites() {
-  const missing = [];
+/** Tools only the tests need: promtool checks and unit-tests the alert rules, Chromium runs the /admin page e2e. */
+export const PROMTOOL = { what: 'promtool (alert rule checks)', apt: 'prometheus', present: () => onPath('promtool') };
+export const CHROMIUM = {
+  what: 'Chromium (the /admin page e2e; Playwright never downloads a browser)',
+  apt: 'chromium',
+  present: () => existsSync(CHROMIUM_PATH),
+};
+export const CHROMIUM_PATH = '/usr/bin/chromium';
+
+function missingPrerequisites({ stack = true, tools = [] } = {}) {
+  const missing = tools.filter((tool) => !tool.present());
+  if (!stack) return missing;
   const pgBin = pgBinDir();
   const pgOk = ['initdb', 'pg_ctl', 'pg_basebackup', 'pg_rewind', 'postgres'].every((b) => {
     try {
@@ -79,11 +89,13 @@ function missingPrerequisites() {
 }
 
 /** Installs what is missing with apt-get when root; otherwise names it and exits. */
-export function ensurePrerequisites() {
-  let missing = missingPrerequisites();
+export function ensurePrerequisites(scope = {}) {
+  let missing = missingPrerequisites(scope);
   if (missing.length === 0) return;
   const packages = missing.map((m) => m.apt);
-  const command = `apt-get update && apt-get install -y --no-install-recommends ${packages.join(' ')}`;
+  // Other installs may hold the dpkg lock (a shared machine, a CI image still provisioning): wait for it.
+  const lock = ['-o', 'DPkg::Lock::Timeout=600'];
+  const command = `apt-get ${lock.join(' ')} update && apt-get ${lock.join(' ')} install -y --no-install-recommends ${packages.join(' ')}`;
   const root = typeof process.getuid === 'function' && process.getuid() === 0;
   if (!root || !onPath('apt-get')) {
     say(`missing prerequisites: ${missing.map((m) => m.what).join(', ')}`);
@@ -98,14 +110,17 @@ export function ensurePrerequisites() {
     writeFileSync('/etc/postgresql-common/createcluster.conf', 'create_main_cluster = false\n');
   }
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  for (const args of [['update'], ['install', '-y', '--no-install-recommends', ...packages]]) {
+  for (const args of [
+    [...lock, 'update'],
+    [...lock, 'install', '-y', '--no-install-recommends', ...packages],
+  ]) {
     const result = spawnSync('apt-get', args, { stdio: ['ignore', 'inherit', 'inherit'], env });
     if (result.status !== 0) {
       say(`apt-get ${args.join(' ')} failed; run: ${command}`);
       process.exit(1);
     }
   }
-  missing = missingPrerequisites();
+  missing = missingPrerequisites(scope);
   if (missing.length > 0) {
     say(`still missing after apt-get: ${missing.map((m) => m.what).join(', ')}`);
     process.exit(1);

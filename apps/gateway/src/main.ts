@@ -56,6 +56,7 @@ async function main(): Promise<void> {
     adapter,
     http: { host: env.HTTP_HOST, port: env.PORT },
     accessLogPrefixes: ['/api/'],
+    requestMetricsPrefixes: ['/api/'],
     // installJsonBodyParser below is the JSON parser; Nest's own would refuse to register beside it.
     bodyParser: false,
     configure: (app: NestFastifyApplication) => {

@@ -2,7 +2,7 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShut
 import type { LinkCache } from '@shortener/cache';
 import { ClickCounter, OutboxRelay, type ClusterView, type EventProducer } from '@shortener/events';
 import type { WriterEnvironment } from '@shortener/config';
-import { IdempotencyRepository } from '@shortener/db';
+import { IdempotencyRepository, OutboxRepository } from '@shortener/db';
 import { gauge, ReadinessRegistry } from '@shortener/observability';
 import type { Kafka } from '@shortener/events';
 import { PinoLogger } from 'nestjs-pino';
@@ -12,6 +12,8 @@ import { CLUSTER_VIEW, EVENT_PRODUCER, KAFKA, LINK_CACHE, WRITER_CONFIG } from '
 const epochGauge = gauge('shortener_topology_epoch', 'Epoch of the topology this service follows');
 const outboxRelayed = gauge('shortener_outbox_relayed', 'Outbox events relayed to Kafka since start');
 const clicksApplied = gauge('shortener_clicks_applied', 'Clicks applied to primaries since start');
+const outboxPending = gauge('shortener_outbox_pending', 'Outbox events on the shard primary not yet relayed to Kafka (the backlog)', ['shard']);
+export const OUTBOX_PENDING_INTERVAL_MS = 5000;
 
 /** Starts and stops the writer's background work with the application. */
 @Injectable()
@@ -19,6 +21,7 @@ export class WriterLifecycle implements OnApplicationBootstrap, OnApplicationShu
   private relay: OutboxRelay | null = null;
   private clicks: ClickCounter | null = null;
   private purgeTimer: NodeJS.Timeout | null = null;
+  private pendingTimer: NodeJS.Timeout | null = null;
 
   constructor(
     @Inject(WRITER_CONFIG) private readonly config: WriterEnvironment,
@@ -65,16 +68,37 @@ export class WriterLifecycle implements OnApplicationBootstrap, OnApplicationShu
       outboxRelayed.set(this.relay?.relayed ?? 0);
       clicksApplied.set(this.clicks?.applied ?? 0);
     }, 1000).unref();
+    this.pendingTimer = setInterval(() => void this.measureOutboxBacklog(), OUTBOX_PENDING_INTERVAL_MS);
+    this.pendingTimer.unref();
+    void this.measureOutboxBacklog();
     this.logger.info({ rpcPort: this.config.RPC_PORT, httpPort: this.config.HTTP_PORT }, 'writer started');
   }
 
   async onApplicationShutdown(): Promise<void> {
     if (this.purgeTimer) clearInterval(this.purgeTimer);
+    if (this.pendingTimer) clearInterval(this.pendingTimer);
     await this.relay?.stop();
     await this.clicks?.stop();
     await this.producer.stop();
     await this.cluster.stop();
     await this.cache.close();
+  }
+
+  /** shortener_outbox_pending per shard; a shard whose primary does not answer keeps its last value. */
+  private async measureOutboxBacklog(): Promise<void> {
+    const shards = this.cluster.topology.shards;
+    const known = new Set(shards.map((shard) => String(shard.id)));
+    await Promise.all(
+      shards.map((shard) =>
+        OutboxRepository.pending(this.cluster.pools.primary(shard.id))
+          .then((pending) => outboxPending.labels(String(shard.id)).set(pending))
+          .catch(() => undefined),
+      ),
+    );
+    // A drained shard leaves the gauge.
+    for (const { labels } of (await outboxPending.get()).values) {
+      if (labels.shard !== undefined && !known.has(String(labels.shard))) outboxPending.remove(String(labels.shard));
+    }
   }
 
   private async purgeIdempotencyKeys(): Promise<void> {

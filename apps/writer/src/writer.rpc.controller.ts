@@ -21,6 +21,7 @@ import { ClickApplier } from './click-applier';
 import { LinkStore } from './link-store';
 
 const writes = counter('shortener_writes_total', 'Link writes by operation and outcome', ['operation', 'outcome']);
+const shardWrites = counter('shortener_shard_writes_total', 'Link writes acknowledged by the shard primary, by shard and operation', ['shard', 'operation']);
 
 /**
  * Every payload is parsed with its schema from libs/contracts before anything else: a
@@ -40,6 +41,7 @@ export class WriterRpcController {
   create(@Payload() payload: unknown, @Ctx() context: LineRpcContext): Promise<RpcResult<LinkCreated>> {
     return this.run('create', async () => {
       const { created, row, shard } = await this.store.create(parseRpcPayload(createLinkCommandSchema, payload), context.deadline);
+      shardWrites.labels(String(shard), 'create').inc();
       if (row) await this.cacheAfterWrite.written(shard, row.code, cacheEntryOf(targetOf(row)));
       return created;
     });
@@ -49,6 +51,7 @@ export class WriterRpcController {
   update(@Payload() payload: unknown, @Ctx() context: LineRpcContext): Promise<RpcResult<LinkDetails>> {
     return this.run('update', async () => {
       const { row, shard } = await this.store.update(parseRpcPayload(updateLinkCommandSchema, payload), context.deadline);
+      shardWrites.labels(String(shard), 'update').inc();
       await this.cacheAfterWrite.written(shard, row.code, cacheEntryOf(targetOf(row)));
       return linkDetailsOf(row);
     });
@@ -58,6 +61,7 @@ export class WriterRpcController {
   remove(@Payload() payload: unknown, @Ctx() context: LineRpcContext): Promise<RpcResult<null>> {
     return this.run('delete', async () => {
       const { row, shard } = await this.store.remove(parseRpcPayload(deleteLinkCommandSchema, payload), context.deadline);
+      shardWrites.labels(String(shard), 'delete').inc();
       await this.cacheAfterWrite.written(shard, row.code, cacheEntryOf(targetOf(row)));
       return null;
     });

@@ -54,6 +54,28 @@ describe('Kubernetes manifests', () => {
     }
   });
 
+  it('production has a PodMonitor for the Prometheus operator: /metrics of the four services on their http port', () => {
+    const objects = rendered['k8s/overlays/production'].objects;
+    const monitor = objects.find((object) => object.kind === 'PodMonitor')!;
+    expect(monitor).toBeDefined();
+    expect(monitor.metadata.namespace).toBe('shortener');
+    const spec = (
+      monitor as unknown as { spec: { selector: { matchExpressions: { values: string[] }[] }; podMetricsEndpoints: { port: string; path: string }[] } }
+    ).spec;
+    expect(spec.selector.matchExpressions[0].values.sort()).toEqual(['failover-monitor', 'gateway', 'reader', 'writer']);
+    expect(spec.podMetricsEndpoints).toEqual([expect.objectContaining({ port: 'http', path: '/metrics' })]);
+    // Every selected pod has a container port named http.
+    for (const name of spec.selector.matchExpressions[0].values) {
+      const workload = objects.find((object) => object.kind === 'Deployment' && object.metadata.name === name)!;
+      const ports = containersOf(workload).flatMap((container) => (container as unknown as { ports?: { name?: string }[] }).ports ?? []);
+      expect({ name, http: ports.some((port) => port.name === 'http') }).toEqual({ name, http: true });
+    }
+    // A misspelt field of the operator's kind is caught like a core one.
+    const broken = clone(monitor) as unknown as { spec: { podMetricsEndpoints: Record<string, unknown>[] } };
+    broken.spec.podMetricsEndpoints[0].prot = 'http';
+    expect(typeCheckObjects([broken]).flat().join('\n')).toMatch(/prot/);
+  });
+
   it('rejects broken objects', () => {
     const objects = rendered['k8s/overlays/local'].objects;
     const deployment = clone(objects.find((object) => object.kind === 'Deployment')!);

@@ -12,13 +12,19 @@ import type { KubernetesObject } from './kustomize';
  *    which the OpenAPI schemas allow, is an error too (like kubeconform -strict).
  */
 
-const modelsRoot = dirname(require.resolve('kubernetes-models/package.json'));
+// The core kinds, and the Prometheus operator's (PodMonitor, ServiceMonitor, PrometheusRule).
+const modelPackages = ['kubernetes-models', '@kubernetes-models/prometheus-operator'].map((name) => ({
+  name,
+  root: dirname(require.resolve(`${name}/package.json`)),
+}));
 
+/** The module of the kind's model, e.g. `kubernetes-models/apps/v1/Deployment`. */
 function modelModule(object: { apiVersion?: unknown; kind?: unknown }): string | undefined {
   if (typeof object.apiVersion !== 'string' || typeof object.kind !== 'string') return undefined;
   if (!/^[A-Za-z0-9.-]+(\/[A-Za-z0-9]+)?$/.test(object.apiVersion) || !/^[A-Za-z]+$/.test(object.kind)) return undefined;
   const path = `${object.apiVersion}/${object.kind}`;
-  return existsSync(join(modelsRoot, `${path}.js`)) ? path : undefined;
+  const owner = modelPackages.find((models) => existsSync(join(models.root, `${path}.js`)));
+  return owner ? `${owner.name}/${path}` : undefined;
 }
 
 interface Model {
@@ -30,7 +36,7 @@ export function validateAgainstSchema(object: unknown): string[] {
   const candidate = object as KubernetesObject;
   const module = modelModule(candidate ?? {});
   if (!module) return [`unknown apiVersion/kind: ${candidate?.apiVersion}/${candidate?.kind}`];
-  const exported = require(`kubernetes-models/${module}`) as Record<string, new (data: unknown) => Model>;
+  const exported = require(module) as Record<string, new (data: unknown) => Model>;
   const Model = exported[candidate.kind];
   try {
     new Model(candidate).validate();
@@ -52,10 +58,9 @@ export function typeCheckObjects(objects: unknown[]): string[][] {
       return;
     }
     const kind = (object as KubernetesObject).kind;
-    const text = [
-      `import type { I${kind} as T${index} } from "kubernetes-models/${module}";`,
-      `export const o${index}: T${index} = ${JSON.stringify(object, null, 1)};`,
-    ].join('\n');
+    const text = [`import type { I${kind} as T${index} } from "${module}";`, `export const o${index}: T${index} = ${JSON.stringify(object, null, 1)};`].join(
+      '\n',
+    );
     for (const line of text.split('\n')) {
       lines.push(line);
       owners.push(index);

@@ -1,4 +1,4 @@
-import type { PoolClient } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 
 export interface OutboxRecord {
   id: string;
@@ -32,6 +32,19 @@ export const OutboxRepository = {
       values: [limit],
     });
     return rows;
+  },
+
+  /**
+   * Events not yet relayed (the backlog), counted up to `cap` so that a huge backlog costs a
+   * bounded scan: the gauge then reads `cap`, which is alarming enough.
+   */
+  async pending(pool: Pool, cap = 1_000_000): Promise<number> {
+    const { rows } = await pool.query<{ pending: string }>({
+      name: 'outbox-pending',
+      text: '/* writer:outbox.pending */ SELECT count(*) AS pending FROM (SELECT 1 FROM outbox LIMIT $1) AS backlog',
+      values: [cap],
+    });
+    return Number(rows[0].pending);
   },
 
   async remove(client: PoolClient, ids: string[]): Promise<void> {

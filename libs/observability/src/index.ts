@@ -3,4 +3,5 @@ export * from './metrics';
 export * from './observability.module';
 export * from './problem';
 export * from './readiness.registry';
+export * from './request-metrics';
 export * from './start-service';

@@ -6,6 +6,7 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import type { FastifyInstance } from 'fastify';
 import { Logger } from 'nestjs-pino';
 import { installAccessLog } from './access-log';
+import { installRequestMetrics } from './request-metrics';
 
 export interface ServiceStart {
   name: string;
@@ -19,6 +20,8 @@ export interface ServiceStart {
   adapter?: FastifyAdapter;
   /** Paths whose requests get an access log line (the redirect path has none). */
   accessLogPrefixes?: string[];
+  /** Paths whose requests are counted and timed in shortener_http_request* (route templates; the redirect path is not). */
+  requestMetricsPrefixes?: string[];
   /** false: the app installs its own body parsers in `configure` (Nest's would then clash with them). */
   bodyParser?: boolean;
   /** Extra wiring on the application before it listens (routes, filters, OpenAPI). */
@@ -38,7 +41,9 @@ export async function startService(start: ServiceStart): Promise<NestFastifyAppl
     await app.startAllMicroservices();
   }
   // Nest's platform-fastify carries its own copy of fastify's types, hence the cast.
-  if (start.accessLogPrefixes?.length) installAccessLog(app.getHttpAdapter().getInstance() as unknown as FastifyInstance, start.accessLogPrefixes);
+  const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
+  if (start.accessLogPrefixes?.length) installAccessLog(fastify, start.accessLogPrefixes);
+  if (start.requestMetricsPrefixes?.length) installRequestMetrics(fastify, start.requestMetricsPrefixes);
   await start.configure?.(app);
   await app.listen(start.http.port, start.http.host);
   return app;

@@ -16,6 +16,9 @@ import { FailureDetector } from './failover-rules';
 import { runFailover } from './failover-procedure';
 import { isNewer, type ReplicationMode, type Topology } from './topology';
 
+// 150 schedules per case are CPU-bound: on a loaded two-core CI machine one case can take well over jest's default 5 s.
+jest.setTimeout(120_000);
+
 function random(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
