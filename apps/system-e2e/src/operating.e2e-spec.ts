@@ -1,5 +1,5 @@
 /**
- * CONTRACT.md section 9 from outside: the metrics each service exports (request metrics of
+ * docs/reference.md section 9 from outside: the metrics each service exports (request metrics of
  * the API routes by route template, the redirect counter, the monitor's node and topology
  * gauges, the writer's outbox backlog, the Node.js defaults everywhere) and the admin event
  * stream GET /api/cluster/events.

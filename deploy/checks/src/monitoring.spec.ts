@@ -14,7 +14,7 @@ import {
 // Generous: CI runs these beside builds and a whole stack on two cores.
 jest.setTimeout(60_000);
 
-/** CONTRACT.md section 9 names these; the dashboard and the alerts are built on them. */
+/** docs/reference.md section 9 names these; the dashboard and the alerts are built on them. */
 const CONTRACT_METRICS = [
   'shortener_http_requests_total',
   'shortener_http_request_duration_seconds',
