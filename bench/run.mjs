@@ -1,4 +1,4 @@
-// `npm run bench`: starts a stack, measures the figures of CONTRACT section 6 beside
+// `npm run bench`: starts a stack, measures the figures of docs/reference.md section 6 beside
 // their references, writes bench/results/latest.json, prints a table, stops the stack.
 //   --only=miss,hit,create,failover   a subset (default: all, in that order)
 //   BENCH_CONNECTIONS (32), BENCH_SECONDS (8 per side, in BENCH_ROUNDS=4 alternating slices),

@@ -1,4 +1,4 @@
-// The figures of CONTRACT section 6. Every figure measures its reference and the
+// The figures of docs/reference.md section 6. Every figure measures its reference and the
 // subject back to back, with the same generator, concurrency and requests.
 import { childrenOf, CpuMeter, rssMb } from './procfs.mjs';
 import { runLoad, startLoad, summarize } from './load.mjs';

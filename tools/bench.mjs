@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench`: the benchmark suite of CONTRACT section 6 (bench/README.md). Installs
+// `npm run bench`: the benchmark suite of docs/reference.md section 6 (bench/README.md). Installs
 // node_modules and checks system prerequisites like `npm start`, then runs bench/run.mjs.
 import { ensureNodeModules, ensurePrerequisites } from './lib/bootstrap.mjs';
 

@@ -119,7 +119,7 @@ async function runStatic() {
   await check('prettier --check', ['prettier', 'bin', 'prettier.cjs'], ['--check', '--log-level', 'warn', '.']);
   // tsconfig.json includes the specs, the e2e specs and deploy/checks, which the build leaves out.
   await check('tsc (sources and specs)', ['typescript', 'bin', 'tsc'], ['-p', 'tsconfig.json', '--noEmit']);
-  // The alert rules (CONTRACT section 9): valid, and their unit tests pass.
+  // The alert rules (docs/reference.md section 9): valid, and their unit tests pass.
   await checkCommand('promtool check rules', 'promtool', ['check', 'rules', 'deploy/prometheus/alerts.yaml']);
   await checkCommand('promtool test rules', 'promtool', ['test', 'rules', 'deploy/prometheus/alerts.test.yaml']);
 }

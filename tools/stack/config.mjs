@@ -1,4 +1,4 @@
-// Configuration of the local stack: environment (CONTRACT section 1 and docs/runtime.md),
+// Configuration of the local stack: environment (docs/reference.md section 1 and docs/runtime.md),
 // validated once, and the inventory (stack.json) derived from it. Node built-ins only.
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';

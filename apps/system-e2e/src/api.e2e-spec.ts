@@ -769,7 +769,7 @@ describe('admin API', () => {
     expectProblem(await gw.call('/api/cluster/shards/0/switchover', { method: 'POST', token: 'wrong-token' }), 403);
   });
 
-  it('GET /api/cluster has the shape of CONTRACT section 2', async () => {
+  it('GET /api/cluster has the shape of docs/reference.md section 2', async () => {
     const cluster = await eventually(
       async () => {
         const document = await clusterDocument();

@@ -44,7 +44,7 @@ const valueOf = (samples: Sample[], name: string, labels: Record<string, string>
     .filter((sample) => sample.name === name && Object.entries(labels).every(([key, value]) => sample.labels[key] === value))
     .reduce((sum, sample) => sum + sample.value, 0);
 
-describe('metrics (CONTRACT section 9)', () => {
+describe('metrics (docs/reference.md section 9)', () => {
   it('the gateway counts and times API requests by route template, method and status, and redirects by status and source', async () => {
     const before = await metricsOf(inventory.services.gateway.port);
     const created = await gw.create({ url: uniqueTarget('metrics') });

@@ -1,5 +1,5 @@
 /**
- * The local stack itself (CONTRACT section 1): PostgreSQL nodes with streaming
+ * The local stack itself (docs/reference.md section 1): PostgreSQL nodes with streaming
  * replication, Redis and Kafka, as tools/stack started them.
  */
 import { existsSync, readFileSync } from 'node:fs';

@@ -39,7 +39,7 @@ describe('monitoring: the Grafana dashboard and the alert rules use metrics that
     known = seriesNames(new Map([...declared, ...(await defaultMetrics())]));
   });
 
-  it('finds the metrics of CONTRACT section 9 declared in the sources, with their types', () => {
+  it('finds the metrics of docs/reference.md section 9 declared in the sources, with their types', () => {
     for (const name of CONTRACT_METRICS) expect({ name, declared: declared.has(name) }).toEqual({ name, declared: true });
     expect(declared.get('shortener_http_request_duration_seconds')).toBe('histogram');
     expect(declared.get('shortener_http_requests_total')).toBe('counter');
@@ -57,7 +57,7 @@ describe('monitoring: the Grafana dashboard and the alert rules use metrics that
     expect(rules.flatMap((rule) => expressionProblems(rule.expr, known))).toEqual([]);
   });
 
-  it('the dashboard shows every metric of CONTRACT section 9', () => {
+  it('the dashboard shows every metric of docs/reference.md section 9', () => {
     const used = new Set(dashboardExpressions(dashboard).flatMap(metricsOfExpression));
     for (const name of CONTRACT_METRICS) {
       const shown = [name, `${name}_bucket`, `${name}_count`, `${name}_sum`].some((series) => used.has(series));

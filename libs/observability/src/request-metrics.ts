@@ -2,7 +2,7 @@ import type { FastifyInstance, onResponseHookHandler } from 'fastify';
 import type { Counter, Histogram } from 'prom-client';
 import { counter, histogram } from './metrics';
 
-/** CONTRACT section 9: request counts and latencies of the API routes, by route template. */
+/** docs/reference.md section 9: request counts and latencies of the API routes, by route template. */
 export const HTTP_REQUESTS_TOTAL = 'shortener_http_requests_total';
 export const HTTP_REQUEST_DURATION_SECONDS = 'shortener_http_request_duration_seconds';
 

@@ -570,7 +570,7 @@ export function rollback(previous: OperationState, reason: string, now: number):
   return { state, step: stepOf(state) };
 }
 
-/** The operation as the admin API shows it (CONTRACT section 7). */
+/** The operation as the admin API shows it (docs/reference.md section 7). */
 export interface OperationDocument {
   id: string;
   type: OperationType;

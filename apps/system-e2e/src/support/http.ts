@@ -122,7 +122,7 @@ export function uniqueAlias(prefix = 'e2e'): string {
   return `${prefix}-${randomBytes(6).toString('hex')}`;
 }
 
-/** CONTRACT section 3: position = crc32(code) >>> 0, slot = position >>> 22. */
+/** docs/reference.md section 3: position = crc32(code) >>> 0, slot = position >>> 22. */
 export function slotOfCode(code: string): number {
   return (crc32(code) >>> 0) >>> 22;
 }
