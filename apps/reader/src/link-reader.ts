@@ -25,17 +25,18 @@ export function resolutionOf(link: LinkTarget | null, now = Date.now()): Resolut
 export class LinkReader {
   // Lookups on the same node that arrive together share one `code = ANY($1)` statement.
   private readonly targets = new StatementBatcher<string, string, LinkTarget | null>(
-    (node, codes) => LinkRepository.findTargets(this.cluster.pools.pool(node), codes),
+    (node, codes) => this.links.findTargets(this.cluster.pools.pool(node), codes),
     { maxBatch: 128, maxConcurrentPerKey: 2 },
   );
   private readonly rows = new StatementBatcher<string, string, LinkRow | null>(
-    (node, codes) => LinkRepository.findManyByCode(this.cluster.pools.pool(node), codes),
+    (node, codes) => this.links.findManyByCode(this.cluster.pools.pool(node), codes),
     { maxBatch: 128, maxConcurrentPerKey: 2 },
   );
 
   constructor(
     @Inject(CLUSTER_VIEW) private readonly cluster: ClusterView,
     @Inject(LINK_CACHE) private readonly cache: LinkCache,
+    private readonly links: LinkRepository,
   ) {}
 
   async resolve(code: string): Promise<Resolution> {

@@ -1,6 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { createRedis, LinkCache } from '@shortener/cache';
 import type { ReaderEnvironment } from '@shortener/config';
+import { LinkRepository } from '@shortener/db';
 import { ClusterView, createKafka } from '@shortener/events';
 import { ObservabilityModule } from '@shortener/observability';
 import type { Kafka } from '@shortener/events';
@@ -40,6 +41,7 @@ export class ReaderModule {
             }),
         },
         { provide: LINK_CACHE, useFactory: () => new LinkCache(createRedis(config.REDIS_URL)) },
+        LinkRepository,
         LinkReader,
         NodeHealthMonitor,
         ReaderLifecycle,

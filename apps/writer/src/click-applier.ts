@@ -15,7 +15,11 @@ import { CLUSTER_VIEW } from './writer.constants';
 export class ClickApplier {
   applied = 0;
 
-  constructor(@Inject(CLUSTER_VIEW) private readonly cluster: ClusterView) {}
+  constructor(
+    @Inject(CLUSTER_VIEW) private readonly cluster: ClusterView,
+    private readonly clicks: ClickRepository,
+    private readonly idempotency: IdempotencyRepository,
+  ) {}
 
   async apply(command: ApplyClicksCommand): Promise<{ applied: number }> {
     const pools = this.cluster.pools;
@@ -32,9 +36,9 @@ export class ClickApplier {
       const key = `clicks:${command.batchId}:${shard}`;
       const total = [...codes.values()].reduce((sum, n) => sum + n, 0);
       const done = await inTransaction(pools.primary(shard), async (client) => {
-        if (!(await IdempotencyRepository.claim(client, key, createHash('sha256').update(key).digest()))) return false;
-        await ClickRepository.add(client, [...codes.keys()], [...codes.values()]);
-        await IdempotencyRepository.complete(client, key, { clicks: total });
+        if (!(await this.idempotency.claim(client, key, createHash('sha256').update(key).digest()))) return false;
+        await this.clicks.add(client, [...codes.keys()], [...codes.values()]);
+        await this.idempotency.complete(client, key, { clicks: total });
         return true;
       });
       if (done) applied += total;

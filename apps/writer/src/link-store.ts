@@ -84,7 +84,12 @@ export class LinkStore {
     isolate: isRefusedValue,
   });
 
-  constructor(@Inject(CLUSTER_VIEW) private readonly cluster: ClusterView) {}
+  constructor(
+    @Inject(CLUSTER_VIEW) private readonly cluster: ClusterView,
+    private readonly links: LinkRepository,
+    private readonly outbox: OutboxRepository,
+    private readonly idempotency: IdempotencyRepository,
+  ) {}
 
   /** `deadline`: epoch ms after which the caller has given up (work not started by then is dropped). */
   async create(command: CreateLinkCommand, deadline = Infinity): Promise<{ created: LinkCreated; row: LinkRow | null; shard: number }> {
@@ -119,10 +124,10 @@ export class LinkStore {
         assertBefore(deadline, owner);
         const row = key
           ? await this.onPrimary(owner, async (client) => {
-              if (!(await IdempotencyRepository.claim(client, key, requestHash))) throw new KeyTaken();
-              const [inserted] = await LinkRepository.insertManyWithEvents(client, [link], [event]);
+              if (!(await this.idempotency.claim(client, key, requestHash))) throw new KeyTaken();
+              const [inserted] = await this.links.insertManyWithEvents(client, [link], [event]);
               if (!inserted) throw new CodeTaken();
-              await IdempotencyRepository.complete(client, key, this.createdFrom(inserted, manageToken));
+              await this.idempotency.complete(client, key, this.createdFrom(inserted, manageToken));
               return inserted;
             })
           : // The common case joins the shard's next multi-row statement: one commit for many creates.
@@ -147,12 +152,12 @@ export class LinkStore {
     assertBefore(deadline, shard);
     const row = await this.onPrimary(shard, async (client) => {
       await this.authorize(client, command);
-      const updated = await LinkRepository.update(client, command.code, {
+      const updated = await this.links.update(client, command.code, {
         url: command.url,
         redirectType: command.redirectType,
         expiresAt: command.expiresAt === undefined ? undefined : command.expiresAt === null ? null : new Date(command.expiresAt),
       });
-      await OutboxRepository.enqueue(client, Topics.urlEvents, updated.code, JSON.stringify(eventFor('url.updated', updated)));
+      await this.outbox.enqueue(client, Topics.urlEvents, updated.code, JSON.stringify(eventFor('url.updated', updated)));
       return updated;
     });
     return { row, shard };
@@ -163,8 +168,8 @@ export class LinkStore {
     assertBefore(deadline, shard);
     const row = await this.onPrimary(shard, async (client) => {
       await this.authorize(client, command);
-      const deleted = await LinkRepository.markDeleted(client, command.code);
-      await OutboxRepository.enqueue(client, Topics.urlEvents, deleted.code, JSON.stringify(eventFor('url.deleted', deleted)));
+      const deleted = await this.links.markDeleted(client, command.code);
+      await this.outbox.enqueue(client, Topics.urlEvents, deleted.code, JSON.stringify(eventFor('url.deleted', deleted)));
       return deleted;
     });
     return { row, shard };
@@ -182,7 +187,7 @@ export class LinkStore {
     requestHash: Buffer,
     deadline: number,
   ): Promise<{ created: LinkCreated; row: LinkRow | null; shard: number }> {
-    const claimed = await this.onPrimary(keyShard, (client) => IdempotencyRepository.claim(client, key, requestHash));
+    const claimed = await this.onPrimary(keyShard, (client) => this.idempotency.claim(client, key, requestHash));
     if (!claimed) {
       const replay = await this.replay(keyShard, key, requestHash);
       if (replay) return { created: replay, row: null, shard: keyShard };
@@ -190,10 +195,10 @@ export class LinkStore {
     }
     try {
       const result = await this.create({ ...command, idempotencyKey: undefined }, deadline);
-      await this.onPrimary(keyShard, (client) => IdempotencyRepository.complete(client, key, result.created));
+      await this.onPrimary(keyShard, (client) => this.idempotency.complete(client, key, result.created));
       return result;
     } catch (error) {
-      await this.onPrimary(keyShard, (client) => IdempotencyRepository.release(client, key)).catch(() => undefined);
+      await this.onPrimary(keyShard, (client) => this.idempotency.release(client, key)).catch(() => undefined);
       throw error;
     }
   }
@@ -207,7 +212,7 @@ export class LinkStore {
     const distinct = [...first.values()].map((index) => items[index]);
     // Raw errors on purpose: the batcher isolates a refused value by its SQLSTATE, and each
     // create's own onPrimary turns what is left into its answer.
-    const rows = await LinkRepository.insertManyWithEvents(
+    const rows = await this.links.insertManyWithEvents(
       this.cluster.pools.primary(shard),
       distinct.map((item) => item.link),
       distinct.map((item) => item.event),
@@ -226,7 +231,7 @@ export class LinkStore {
   }
 
   private async replay(shard: number, key: string, requestHash: Buffer): Promise<LinkCreated | null> {
-    const stored = await this.onPrimary(shard, (client) => IdempotencyRepository.find<LinkCreated | null>(client, key));
+    const stored = await this.onPrimary(shard, (client) => this.idempotency.find<LinkCreated | null>(client, key));
     if (!stored || stored.response === null) return null;
     if (!stored.requestHash.equals(requestHash)) {
       throw new DomainError('idempotency-mismatch', 'this Idempotency-Key was used with a different request body');
@@ -235,7 +240,7 @@ export class LinkStore {
   }
 
   private async authorize(client: PoolClient, command: UpdateLinkCommand | DeleteLinkCommand): Promise<void> {
-    const current = await LinkRepository.lockForChange(client, command.code);
+    const current = await this.links.lockForChange(client, command.code);
     if (!current) throw new DomainError('not-found', `no link with code "${command.code}"`);
     if (current.deleted) throw new DomainError('gone', `link "${command.code}" was deleted`);
     if ('admin' in command.credential) return;

@@ -2,7 +2,7 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShut
 import type { LinkCache } from '@shortener/cache';
 import { ClickCounter, OutboxRelay, type ClusterView, type EventProducer } from '@shortener/events';
 import type { WriterEnvironment } from '@shortener/config';
-import { IdempotencyRepository, OutboxRepository } from '@shortener/db';
+import { ClickRepository, IdempotencyRepository, OutboxRepository } from '@shortener/db';
 import { gauge, ReadinessRegistry } from '@shortener/observability';
 import type { Kafka } from '@shortener/events';
 import { PinoLogger } from 'nestjs-pino';
@@ -32,18 +32,21 @@ export class WriterLifecycle implements OnApplicationBootstrap, OnApplicationShu
     private readonly cacheAfterWrite: CacheAfterWrite,
     private readonly readiness: ReadinessRegistry,
     private readonly logger: PinoLogger,
+    private readonly outbox: OutboxRepository,
+    private readonly idempotency: IdempotencyRepository,
+    private readonly clickRows: ClickRepository,
   ) {
     logger.setContext('writer');
   }
 
   onApplicationBootstrap(): void {
     this.cluster.start();
-    this.relay = new OutboxRelay(this.cluster.pools, this.producer, { intervalMs: 1000, batchSize: 500, nudgeDelayMs: 100 }, (shard, error) =>
+    this.relay = new OutboxRelay(this.cluster.pools, this.producer, this.outbox, { intervalMs: 1000, batchSize: 500, nudgeDelayMs: 100 }, (shard, error) =>
       this.logger.debug({ shard, err: error.message }, 'outbox relay waiting'),
     );
     this.relay.start();
     this.cacheAfterWrite.relay = this.relay;
-    this.clicks = new ClickCounter(this.kafka, this.cluster.pools, (error) => this.logger.warn({ err: error.message }, 'click counter error'));
+    this.clicks = new ClickCounter(this.kafka, this.cluster.pools, this.clickRows, (error) => this.logger.warn({ err: error.message }, 'click counter error'));
     // Never rejects: the consumer retries on its own while Kafka is away.
     void this.clicks.start();
     this.purgeTimer = setInterval(() => void this.purgeIdempotencyKeys(), 3_600_000);
@@ -90,7 +93,8 @@ export class WriterLifecycle implements OnApplicationBootstrap, OnApplicationShu
     const known = new Set(shards.map((shard) => String(shard.id)));
     await Promise.all(
       shards.map((shard) =>
-        OutboxRepository.pending(this.cluster.pools.primary(shard.id))
+        this.outbox
+          .pending(this.cluster.pools.primary(shard.id))
           .then((pending) => outboxPending.labels(String(shard.id)).set(pending))
           .catch(() => undefined),
       ),
@@ -103,7 +107,7 @@ export class WriterLifecycle implements OnApplicationBootstrap, OnApplicationShu
 
   private async purgeIdempotencyKeys(): Promise<void> {
     for (const shard of this.cluster.topology.shards) {
-      await IdempotencyRepository.purgeExpired(this.cluster.pools.primary(shard.id)).catch(() => 0);
+      await this.idempotency.purgeExpired(this.cluster.pools.primary(shard.id)).catch(() => 0);
     }
   }
 }

@@ -1,6 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { createRedis, LinkCache } from '@shortener/cache';
 import type { WriterEnvironment } from '@shortener/config';
+import { ClickRepository, IdempotencyRepository, LinkRepository, OutboxRepository } from '@shortener/db';
 import { ClusterView, createKafka, EventProducer } from '@shortener/events';
 import { ObservabilityModule } from '@shortener/observability';
 import type { Kafka } from '@shortener/events';
@@ -51,6 +52,11 @@ export class WriterModule {
             }),
         },
         { provide: LINK_CACHE, useFactory: () => new LinkCache(createRedis(config.REDIS_URL)) },
+        // Repositories are providers so that the services can be built with fakes in tests.
+        LinkRepository,
+        OutboxRepository,
+        IdempotencyRepository,
+        ClickRepository,
         LinkStore,
         ClickApplier,
         CacheAfterWrite,

@@ -7,7 +7,7 @@ export interface StoredResponse<T> {
 
 export const IDEMPOTENCY_WINDOW_HOURS = 24;
 
-export const IdempotencyRepository = {
+export class IdempotencyRepository {
   /**
    * Claims the key. Waits for a concurrent holder of the same key to finish (unique
    * index), then returns false if the key is taken and still within its 24 hours; an
@@ -25,7 +25,7 @@ export const IdempotencyRepository = {
       values: [key, requestHash],
     });
     return rowCount === 1;
-  },
+  }
 
   /** Gives up an unfinished claim (the create it guarded failed). */
   async release(node: Pool | PoolClient, key: string): Promise<void> {
@@ -34,7 +34,7 @@ export const IdempotencyRepository = {
       text: `/* writer:idempotency.release */ DELETE FROM idempotency_keys WHERE key = $1 AND response = 'null'::jsonb`,
       values: [key],
     });
-  },
+  }
 
   async complete(client: Pool | PoolClient, key: string, response: unknown): Promise<void> {
     await client.query({
@@ -42,7 +42,7 @@ export const IdempotencyRepository = {
       text: '/* writer:idempotency.complete */ UPDATE idempotency_keys SET response = $2 WHERE key = $1',
       values: [key, JSON.stringify(response)],
     });
-  },
+  }
 
   async find<T>(node: Pool | PoolClient, key: string): Promise<StoredResponse<T> | null> {
     const { rows } = await node.query<{ request_hash: Buffer; response: T }>({
@@ -52,10 +52,10 @@ export const IdempotencyRepository = {
       values: [key],
     });
     return rows.length ? { requestHash: rows[0].request_hash, response: rows[0].response } : null;
-  },
+  }
 
   async purgeExpired(node: Pool): Promise<number> {
     const { rowCount } = await node.query(`DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => ${IDEMPOTENCY_WINDOW_HOURS})`);
     return rowCount ?? 0;
-  },
-};
+  }
+}

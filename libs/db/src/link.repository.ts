@@ -77,7 +77,7 @@ function toLink(row: RawLink): LinkRow {
 const NEXT_VERSION = `greatest(now(), updated_at + interval '1 millisecond')`;
 
 /** Every method names the node it runs on through its first argument. */
-export const LinkRepository = {
+export class LinkRepository {
   /**
    * Inserts links and their outbox events in one statement: one round trip and one
    * commit for many creates (group commit). Each event is written with its committed
@@ -113,7 +113,7 @@ export const LinkRepository = {
     });
     const byCode = new Map(rows.map((row) => [row.code, toLink(row)]));
     return links.map((link) => byCode.get(link.code) ?? null);
-  },
+  }
 
   /** The redirect targets of many codes in one statement; answers by position. */
   async findTargets(node: Queryable, codes: string[]): Promise<(LinkTarget | null)[]> {
@@ -147,7 +147,7 @@ export const LinkRepository = {
       ]),
     );
     return codes.map((code) => byCode.get(code) ?? null);
-  },
+  }
 
   /** Many primary-key lookups in one statement; answers by position. */
   async findManyByCode(node: Queryable, codes: string[]): Promise<(LinkRow | null)[]> {
@@ -158,7 +158,7 @@ export const LinkRepository = {
     });
     const byCode = new Map(rows.map((row) => [row.code, toLink(row)]));
     return codes.map((code) => byCode.get(code) ?? null);
-  },
+  }
 
   /** Locks the row for a change and returns what the credential check needs. */
   async lockForChange(client: PoolClient, code: string): Promise<{ manageTokenHash: Buffer; deleted: boolean } | null> {
@@ -169,7 +169,7 @@ export const LinkRepository = {
       values: [code],
     });
     return rows.length ? { manageTokenHash: rows[0].manage_token_hash, deleted: rows[0].deleted } : null;
-  },
+  }
 
   async update(client: PoolClient, code: string, change: LinkChange): Promise<LinkRow> {
     const { rows } = await client.query<RawLink>({
@@ -183,7 +183,7 @@ export const LinkRepository = {
       values: [code, change.url !== undefined, change.url ?? null, change.expiresAt !== undefined, change.expiresAt ?? null, change.redirectType ?? null],
     });
     return toLink(rows[0]);
-  },
+  }
 
   /** Keeps the row as a tombstone so that the code is never handed out again. */
   async markDeleted(client: PoolClient, code: string): Promise<LinkRow> {
@@ -194,8 +194,8 @@ export const LinkRepository = {
       values: [code],
     });
     return toLink(rows[0]);
-  },
-};
+  }
+}
 
 /** The public view of a row (GET /api/urls/{code}). */
 export function linkDetailsOf(row: LinkRow): LinkDetails {

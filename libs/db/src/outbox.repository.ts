@@ -10,20 +10,20 @@ export interface OutboxRecord {
 // One relay per shard at a time keeps each code's events in commit order.
 const RELAY_LOCK = 7_311_002;
 
-export const OutboxRepository = {
+export class OutboxRepository {
   async enqueue(client: PoolClient, topic: string, key: string, payload: string): Promise<void> {
     await client.query({
       name: 'outbox-enqueue',
       text: '/* writer:outbox.enqueue */ INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)',
       values: [topic, key, payload],
     });
-  },
+  }
 
   /** Inside a transaction: false when another relay holds this shard's outbox. */
   async tryLockRelay(client: PoolClient): Promise<boolean> {
     const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [RELAY_LOCK]);
     return rows[0].locked;
-  },
+  }
 
   async oldest(client: PoolClient, limit: number): Promise<OutboxRecord[]> {
     const { rows } = await client.query<OutboxRecord>({
@@ -32,7 +32,7 @@ export const OutboxRepository = {
       values: [limit],
     });
     return rows;
-  },
+  }
 
   /**
    * Events not yet relayed (the backlog), counted up to `cap` so that a huge backlog costs a
@@ -45,7 +45,7 @@ export const OutboxRepository = {
       values: [cap],
     });
     return Number(rows[0].pending);
-  },
+  }
 
   async remove(client: PoolClient, ids: string[]): Promise<void> {
     await client.query({
@@ -53,5 +53,5 @@ export const OutboxRepository = {
       text: '/* writer:outbox.remove */ DELETE FROM outbox WHERE id = ANY($1::bigint[])',
       values: [ids],
     });
-  },
-};
+  }
+}

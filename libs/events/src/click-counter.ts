@@ -1,6 +1,6 @@
 import type { Consumer, Kafka } from 'kafkajs';
 import { clickEventSchema, Topics } from '@shortener/contracts';
-import { ClickRepository, inTransaction, type ShardPools } from '@shortener/db';
+import { inTransaction, type ClickRepository, type ShardPools } from '@shortener/db';
 import { SupervisedConsumer } from './supervised-consumer';
 
 /**
@@ -15,6 +15,7 @@ export class ClickCounter {
   constructor(
     private readonly kafka: Kafka,
     private readonly pools: ShardPools,
+    private readonly clicks: ClickRepository,
     private readonly onError: (error: Error) => void = () => undefined,
   ) {}
 
@@ -60,13 +61,13 @@ export class ClickCounter {
         }
         for (const [shard, entry] of perShard) {
           await inTransaction(this.pools.primary(shard), async (client) => {
-            const applied = await ClickRepository.lastAppliedOffset(client, batch.partition);
+            const applied = await this.clicks.lastAppliedOffset(client, batch.partition);
             if (applied >= entry.lastOffset) return;
             if (applied >= entry.firstOffset) {
               // Part of this batch was applied before: count only what came after it.
               entry.codes = this.recount(batch.messages, shard, applied);
             }
-            await ClickRepository.apply(client, batch.partition, entry.lastOffset, [...entry.codes.keys()], [...entry.codes.values()]);
+            await this.clicks.apply(client, batch.partition, entry.lastOffset, [...entry.codes.keys()], [...entry.codes.values()]);
             this.applied += [...entry.codes.values()].reduce((a, b) => a + b, 0);
           });
           await heartbeat();

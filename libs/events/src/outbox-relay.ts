@@ -1,4 +1,4 @@
-import { inTransaction, OutboxRepository, type ShardPools } from '@shortener/db';
+import { inTransaction, type OutboxRepository, type ShardPools } from '@shortener/db';
 import type { EventProducer } from './event-producer';
 
 export interface OutboxRelayOptions {
@@ -28,6 +28,7 @@ export class OutboxRelay {
   constructor(
     private readonly pools: ShardPools,
     private readonly producer: EventProducer,
+    private readonly outbox: OutboxRepository,
     private readonly options: OutboxRelayOptions = { intervalMs: 1000, batchSize: 500, nudgeDelayMs: 100 },
     private readonly onError: (shard: number, error: Error) => void = () => undefined,
   ) {}
@@ -66,11 +67,11 @@ export class OutboxRelay {
       let total = 0;
       for (;;) {
         const sent = await inTransaction(this.pools.primary(shard), async (client) => {
-          if (!(await OutboxRepository.tryLockRelay(client))) return 0;
-          const records = await OutboxRepository.oldest(client, this.options.batchSize);
+          if (!(await this.outbox.tryLockRelay(client))) return 0;
+          const records = await this.outbox.oldest(client, this.options.batchSize);
           if (records.length === 0) return 0;
           await this.producer.send(records.map(({ topic, key, payload }) => ({ topic, key, value: payload })));
-          await OutboxRepository.remove(
+          await this.outbox.remove(
             client,
             records.map((record) => record.id),
           );
