@@ -3,6 +3,11 @@ import { clickEventSchema, Topics } from '@shortener/contracts';
 import { inTransaction, type ClickRepository, type ShardPools } from '@shortener/db';
 import { SupervisedConsumer } from './supervised-consumer';
 
+export interface ClickMessage {
+  offset: string;
+  value: Buffer | null;
+}
+
 /**
  * Applies url.clicks to the owning primaries. Per shard and partition the highest
  * applied offset is stored in the same transaction as the counts, so a batch that
@@ -48,37 +53,45 @@ export class ClickCounter {
       autoCommit: true,
       eachBatchAutoResolve: false,
       eachBatch: async ({ batch, resolveOffset, heartbeat }) => {
-        const perShard = new Map<number, { codes: Map<string, number>; lastOffset: bigint; firstOffset: bigint }>();
-        for (const message of batch.messages) {
-          const offset = BigInt(message.offset);
-          const parsed = clickEventSchema.safeParse(safeJson(message.value?.toString()));
-          if (!parsed.success) continue;
-          const shard = this.pools.shardOf(parsed.data.code);
-          const entry = perShard.get(shard) ?? { codes: new Map(), lastOffset: offset, firstOffset: offset };
-          entry.codes.set(parsed.data.code, (entry.codes.get(parsed.data.code) ?? 0) + parsed.data.count);
-          entry.lastOffset = offset;
-          perShard.set(shard, entry);
-        }
-        for (const [shard, entry] of perShard) {
-          await inTransaction(this.pools.primary(shard), async (client) => {
-            const applied = await this.clicks.lastAppliedOffset(client, batch.partition);
-            if (applied >= entry.lastOffset) return;
-            if (applied >= entry.firstOffset) {
-              // Part of this batch was applied before: count only what came after it.
-              entry.codes = this.recount(batch.messages, shard, applied);
-            }
-            await this.clicks.apply(client, batch.partition, entry.lastOffset, [...entry.codes.keys()], [...entry.codes.values()]);
-            this.applied += [...entry.codes.values()].reduce((a, b) => a + b, 0);
-          });
-          await heartbeat();
-        }
+        await this.applyBatch(batch.partition, batch.messages, heartbeat);
         const last = batch.messages.at(-1);
         if (last) resolveOffset(last.offset);
       },
     });
   }
 
-  private recount(messages: { offset: string; value: Buffer | null }[], shard: number, after: bigint) {
+  /**
+   * Applies one batch of a partition: per shard, one transaction adds the counts and
+   * stores the batch's last offset, skipping what an earlier delivery already applied.
+   */
+  async applyBatch(partition: number, messages: ClickMessage[], heartbeat: () => Promise<void> = async () => undefined): Promise<void> {
+    const perShard = new Map<number, { codes: Map<string, number>; lastOffset: bigint; firstOffset: bigint }>();
+    for (const message of messages) {
+      const offset = BigInt(message.offset);
+      const parsed = clickEventSchema.safeParse(safeJson(message.value?.toString()));
+      if (!parsed.success) continue;
+      const shard = this.pools.shardOf(parsed.data.code);
+      const entry = perShard.get(shard) ?? { codes: new Map(), lastOffset: offset, firstOffset: offset };
+      entry.codes.set(parsed.data.code, (entry.codes.get(parsed.data.code) ?? 0) + parsed.data.count);
+      entry.lastOffset = offset;
+      perShard.set(shard, entry);
+    }
+    for (const [shard, entry] of perShard) {
+      await inTransaction(this.pools.primary(shard), async (client) => {
+        const applied = await this.clicks.lastAppliedOffset(client, partition);
+        if (applied >= entry.lastOffset) return;
+        if (applied >= entry.firstOffset) {
+          // Part of this batch was applied before: count only what came after it.
+          entry.codes = this.recount(messages, shard, applied);
+        }
+        await this.clicks.apply(client, partition, entry.lastOffset, [...entry.codes.keys()], [...entry.codes.values()]);
+        this.applied += [...entry.codes.values()].reduce((a, b) => a + b, 0);
+      });
+      await heartbeat();
+    }
+  }
+
+  private recount(messages: ClickMessage[], shard: number, after: bigint) {
     const codes = new Map<string, number>();
     for (const message of messages) {
       if (BigInt(message.offset) <= after) continue;

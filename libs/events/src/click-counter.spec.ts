@@ -1,0 +1,139 @@
+import { ClickRepository, type ShardPools } from '@shortener/db';
+import type { Kafka } from 'kafkajs';
+import type { Pool, PoolClient } from 'pg';
+import { ClickCounter, type ClickMessage } from './click-counter';
+
+/** One shard: click counts and per-partition offsets, changed only when a transaction commits. */
+class InMemoryShard {
+  clicks = new Map<string, number>();
+  offsets = new Map<number, bigint>();
+  failNextCommit = false;
+
+  readonly pool = { connect: async () => new ShardTransaction(this) as unknown as PoolClient } as unknown as Pool;
+}
+
+class ShardTransaction {
+  clicks = new Map<string, number>();
+  offsets = new Map<number, bigint>();
+
+  constructor(readonly shard: InMemoryShard) {}
+
+  async query(text: string): Promise<void> {
+    if (text !== 'COMMIT') return;
+    if (this.shard.failNextCommit) {
+      this.shard.failNextCommit = false;
+      throw Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' });
+    }
+    for (const [code, n] of this.clicks) this.shard.clicks.set(code, (this.shard.clicks.get(code) ?? 0) + n);
+    for (const [partition, offset] of this.offsets) this.shard.offsets.set(partition, offset);
+  }
+
+  on = (): void => undefined;
+  off = (): void => undefined;
+  release = (): void => undefined;
+}
+
+class InMemoryClicks extends ClickRepository {
+  override async lastAppliedOffset(client: PoolClient, partition: number): Promise<bigint> {
+    const transaction = client as unknown as ShardTransaction;
+    return transaction.offsets.get(partition) ?? transaction.shard.offsets.get(partition) ?? -1n;
+  }
+
+  override async add(client: PoolClient, codes: string[], counts: number[]): Promise<void> {
+    const transaction = client as unknown as ShardTransaction;
+    codes.forEach((code, i) => transaction.clicks.set(code, (transaction.clicks.get(code) ?? 0) + counts[i]));
+  }
+
+  override async apply(client: PoolClient, partition: number, lastOffset: bigint, codes: string[], counts: number[]): Promise<void> {
+    await this.add(client, codes, counts);
+    (client as unknown as ShardTransaction).offsets.set(partition, lastOffset);
+  }
+}
+
+/** Codes starting with 'a' live on shard 0, the others on shard 1. */
+function counterOver(shards: InMemoryShard[]): ClickCounter {
+  const pools = {
+    shardOf: (code: string) => (code.startsWith('a') ? 0 : 1),
+    primary: (shard: number) => shards[shard].pool,
+  } as unknown as ShardPools;
+  return new ClickCounter({} as Kafka, pools, new InMemoryClicks());
+}
+
+function click(offset: number, code: string, count = 1): ClickMessage {
+  return { offset: String(offset), value: Buffer.from(JSON.stringify({ type: 'url.clicked', version: 1, code, count, at: '2030-01-01T00:00:00Z' })) };
+}
+
+describe('ClickCounter', () => {
+  it('adds the clicks of a batch to the shard that owns each code, summed per code', async () => {
+    const shards = [new InMemoryShard(), new InMemoryShard()];
+    await counterOver(shards).applyBatch(0, [click(0, 'abc', 2), click(1, 'bcd'), click(2, 'abc', 3)]);
+
+    expect(shards[0].clicks).toEqual(new Map([['abc', 5]]));
+    expect(shards[1].clicks).toEqual(new Map([['bcd', 1]]));
+    expect(shards[0].offsets.get(0)).toBe(2n);
+    expect(shards[1].offsets.get(0)).toBe(1n);
+  });
+
+  it('counts a batch that Kafka delivers again only once', async () => {
+    const shards = [new InMemoryShard(), new InMemoryShard()];
+    const counter = counterOver(shards);
+    const batch = [click(10, 'abc'), click(11, 'bcd', 4)];
+    await counter.applyBatch(3, batch);
+    await counter.applyBatch(3, batch);
+
+    expect(shards[0].clicks.get('abc')).toBe(1);
+    expect(shards[1].clicks.get('bcd')).toBe(4);
+  });
+
+  it('counts only the new part of a batch that overlaps one already applied', async () => {
+    const shards = [new InMemoryShard(), new InMemoryShard()];
+    const counter = counterOver(shards);
+    await counter.applyBatch(0, [click(0, 'abc'), click(1, 'abc')]);
+    // After a rebalance the broker hands out offsets 1..3: offset 1 was counted already.
+    await counter.applyBatch(0, [click(1, 'abc'), click(2, 'abc'), click(3, 'abd', 2)]);
+
+    expect(shards[0].clicks).toEqual(
+      new Map([
+        ['abc', 3],
+        ['abd', 2],
+      ]),
+    );
+  });
+
+  it('keeps the offsets of each partition apart', async () => {
+    const shards = [new InMemoryShard(), new InMemoryShard()];
+    const counter = counterOver(shards);
+    await counter.applyBatch(0, [click(5, 'abc')]);
+    await counter.applyBatch(1, [click(5, 'abc')]);
+
+    expect(shards[0].clicks.get('abc')).toBe(2);
+  });
+
+  it('applies nothing of a shard whose commit failed, and counts it exactly once when Kafka redelivers', async () => {
+    const shards = [new InMemoryShard(), new InMemoryShard()];
+    const counter = counterOver(shards);
+    const batch = [click(0, 'abc'), click(1, 'bcd'), click(2, 'bcd')];
+    shards[1].failNextCommit = true;
+
+    await expect(counter.applyBatch(0, batch)).rejects.toThrow('administrator command');
+    expect(shards[0].clicks.get('abc')).toBe(1);
+    expect(shards[1].clicks.size).toBe(0);
+
+    await counter.applyBatch(0, batch);
+    expect(shards[0].clicks.get('abc')).toBe(1);
+    expect(shards[1].clicks.get('bcd')).toBe(2);
+  });
+
+  it('skips records that are not click events, and still moves the offset past them', async () => {
+    const shards = [new InMemoryShard(), new InMemoryShard()];
+    const garbage: ClickMessage[] = [
+      { offset: '1', value: Buffer.from('not json') },
+      { offset: '2', value: null },
+      { offset: '3', value: Buffer.from(JSON.stringify({ type: 'url.clicked', version: 1, code: 'abc', count: 0, at: 'x' })) },
+    ];
+    await counterOver(shards).applyBatch(0, [click(0, 'abc'), ...garbage, click(4, 'abc')]);
+
+    expect(shards[0].clicks.get('abc')).toBe(2);
+    expect(shards[0].offsets.get(0)).toBe(4n);
+  });
+});
