@@ -1,9 +1,8 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import type { MonitorEnvironment } from '@shortener/config';
 import { ClusterView, createKafka } from '@shortener/events';
-import { ObservabilityModule } from '@shortener/observability';
+import { createServiceLogger, ObservabilityModule } from '@shortener/observability';
 import type { Kafka } from '@shortener/events';
-import pino from 'pino';
 import { KubernetesNodeControl } from './kubernetes-node-control';
 import { LocalNodeControl } from './local-node-control';
 import { SqlOnlyNodeControl } from './sql-only-node-control';
@@ -14,13 +13,13 @@ import { CLUSTER_VIEW, KAFKA, MONITOR_CONFIG, NODE_CONTROL } from './monitor.con
 @Module({})
 export class MonitorModule {
   static forRoot(config: MonitorEnvironment): DynamicModule {
-    const log = pino({ level: config.LOG_LEVEL, base: { service: 'failover-monitor', monitor: config.MONITOR_ID, pid: process.pid } });
+    const log = createServiceLogger({ service: 'failover-monitor', level: config.LOG_LEVEL, base: { monitor: config.MONITOR_ID } });
     if (config.NODE_CONTROL === 'local' && !config.STACK_DIR) {
       throw new Error('Invalid environment variables: STACK_DIR: required when NODE_CONTROL=local');
     }
     return {
       module: MonitorModule,
-      imports: [ObservabilityModule.forService({ service: 'failover-monitor', logLevel: config.LOG_LEVEL })],
+      imports: [ObservabilityModule.forService({ service: 'failover-monitor', logger: log })],
       providers: [
         { provide: MONITOR_CONFIG, useValue: config },
         {

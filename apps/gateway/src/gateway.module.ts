@@ -5,9 +5,8 @@ import { createRedis, LinkCache } from '@shortener/cache';
 import type { GatewayEnvironment } from '@shortener/config';
 import { DomainError, type FieldError } from '@shortener/contracts';
 import { createKafka, EventProducer, TopologyFollower } from '@shortener/events';
-import { ObservabilityModule } from '@shortener/observability';
+import { createServiceLogger, ObservabilityModule } from '@shortener/observability';
 import type { Kafka } from '@shortener/events';
-import pino from 'pino';
 import { AdminGuard, ManageAuthGuard } from './auth';
 import { createClickBatcher } from './click-delivery';
 import { ClusterController } from './cluster.controller';
@@ -43,10 +42,10 @@ export type GatewayConfig = GatewayEnvironment & { publicBaseUrl: string };
 @Module({})
 export class GatewayModule {
   static forRoot(config: GatewayConfig): DynamicModule {
-    const log = pino({ level: config.LOG_LEVEL, base: { service: 'gateway', pid: process.pid } });
+    const log = createServiceLogger({ service: 'gateway', level: config.LOG_LEVEL });
     return {
       module: GatewayModule,
-      imports: [ObservabilityModule.forService({ service: 'gateway', logLevel: config.LOG_LEVEL })],
+      imports: [ObservabilityModule.forService({ service: 'gateway', logger: log })],
       controllers: [UrlsController, ClusterController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: config },

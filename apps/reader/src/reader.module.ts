@@ -3,9 +3,8 @@ import { createRedis, LinkCache } from '@shortener/cache';
 import type { ReaderEnvironment } from '@shortener/config';
 import { LinkRepository } from '@shortener/db';
 import { ClusterView, createKafka } from '@shortener/events';
-import { ObservabilityModule } from '@shortener/observability';
+import { createServiceLogger, ObservabilityModule } from '@shortener/observability';
 import type { Kafka } from '@shortener/events';
-import pino from 'pino';
 import { LinkReader } from './link-reader';
 import { NodeHealthMonitor } from './node-health.monitor';
 import { ReaderLifecycle } from './reader.lifecycle';
@@ -15,10 +14,10 @@ import { CLUSTER_VIEW, KAFKA, LINK_CACHE, READER_CONFIG } from './reader.constan
 @Module({})
 export class ReaderModule {
   static forRoot(config: ReaderEnvironment): DynamicModule {
-    const log = pino({ level: config.LOG_LEVEL, base: { service: 'reader', pid: process.pid } });
+    const log = createServiceLogger({ service: 'reader', level: config.LOG_LEVEL });
     return {
       module: ReaderModule,
-      imports: [ObservabilityModule.forService({ service: 'reader', logLevel: config.LOG_LEVEL })],
+      imports: [ObservabilityModule.forService({ service: 'reader', logger: log })],
       controllers: [ReaderRpcController],
       providers: [
         { provide: READER_CONFIG, useValue: config },

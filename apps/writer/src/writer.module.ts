@@ -3,9 +3,8 @@ import { createRedis, LinkCache } from '@shortener/cache';
 import type { WriterEnvironment } from '@shortener/config';
 import { ClickRepository, IdempotencyRepository, LinkRepository, OutboxRepository } from '@shortener/db';
 import { ClusterView, createKafka, EventProducer } from '@shortener/events';
-import { ObservabilityModule } from '@shortener/observability';
+import { createServiceLogger, ObservabilityModule } from '@shortener/observability';
 import type { Kafka } from '@shortener/events';
-import pino from 'pino';
 import { CacheAfterWrite } from './cache-after-write';
 import { ClickApplier } from './click-applier';
 import { LinkStore } from './link-store';
@@ -16,10 +15,10 @@ import { CLUSTER_VIEW, EVENT_PRODUCER, KAFKA, LINK_CACHE, WRITER_CONFIG } from '
 @Module({})
 export class WriterModule {
   static forRoot(config: WriterEnvironment): DynamicModule {
-    const log = pino({ level: config.LOG_LEVEL, base: { service: 'writer', pid: process.pid } });
+    const log = createServiceLogger({ service: 'writer', level: config.LOG_LEVEL });
     return {
       module: WriterModule,
-      imports: [ObservabilityModule.forService({ service: 'writer', logLevel: config.LOG_LEVEL })],
+      imports: [ObservabilityModule.forService({ service: 'writer', logger: log })],
       controllers: [WriterRpcController],
       providers: [
         { provide: WRITER_CONFIG, useValue: config },

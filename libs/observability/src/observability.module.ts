@@ -2,6 +2,7 @@ import { DynamicModule, Global, Module } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { TerminusModule } from '@nestjs/terminus';
 import { LoggerModule } from 'nestjs-pino';
+import type { Logger } from 'pino';
 import { HealthController } from './health.controller';
 import { ProblemFilter } from './problem';
 import { collectProcessMetrics, MetricsController } from './metrics';
@@ -9,7 +10,8 @@ import { ReadinessRegistry } from './readiness.registry';
 
 export interface ObservabilityOptions {
   service: string;
-  logLevel: string;
+  /** The service's one logger (createServiceLogger): Nest logs through it too. */
+  logger: Logger;
 }
 
 /** JSON logs (one line per event, secrets redacted), /metrics, /health/live and /health/ready, problem+json errors. */
@@ -23,13 +25,7 @@ export class ObservabilityModule {
       imports: [
         TerminusModule.forRoot({ logger: false }),
         LoggerModule.forRoot({
-          pinoHttp: {
-            level: options.logLevel,
-            base: { service: options.service, pid: process.pid },
-            timestamp: () => `,"time":"${new Date().toISOString()}"`,
-            redact: ['req.headers.authorization', 'req.headers.cookie', '*.password', '*.manageToken'],
-            autoLogging: false,
-          },
+          pinoHttp: { logger: options.logger, autoLogging: false },
           // No request middleware (and so no AsyncLocalStorage): access logs come from installAccessLog.
           forRoutes: [],
         }),
