@@ -180,6 +180,12 @@ export class LocalNodeControl implements NodeControl {
 function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
+  } catch (error) {
+    // EPERM: the process exists but is not ours to signal; it is alive, and a fence that
+    // cannot kill it must say so rather than report it gone.
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     return !/^\d+ \(.*\) Z/.test(stat); // a zombie is dead for our purpose
   } catch {
