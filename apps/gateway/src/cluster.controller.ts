@@ -1,11 +1,13 @@
-import { Controller, Get, HttpCode, Inject, Param, ParseIntPipe, Post, UseGuards } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { Controller, Get, HttpCode, Inject, Param, ParseIntPipe, Post, Req, Res, UseGuards } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiProduces, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { DomainError, RpcPatterns, type NodeHealth } from '@shortener/contracts';
 import type { GatewayEnvironment } from '@shortener/config';
 import type { TopologyFollower } from '@shortener/events';
 import { initialTopology, type Topology } from '@shortener/topology';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AdminGuard } from './auth';
-import { GATEWAY_CONFIG, READER_POOL, REQUEST_TIMEOUTS, TOPOLOGY_FOLLOWER } from './gateway.constants';
+import type { ClusterEventHub } from './cluster-events';
+import { CLUSTER_EVENTS, GATEWAY_CONFIG, READER_POOL, REQUEST_TIMEOUTS, TOPOLOGY_FOLLOWER } from './gateway.constants';
 import { ProblemDto } from './create-url.dto';
 import type { ReaderPool } from './rpc-channel';
 import { SwitchoverRequests } from './switchover-requests';
@@ -51,6 +53,16 @@ export function clusterDocument(topology: Topology, health: NodeHealth[], config
   };
 }
 
+/** The topology before the follower delivered one: what the configuration says, at epoch 0. */
+export function configuredTopology(config: Pick<GatewayEnvironment, 'SHARD_NODES' | 'REPLICATION_MODE'>): Topology {
+  return { ...initialTopology(config.SHARD_NODES, config.REPLICATION_MODE), epoch: 0 };
+}
+
+/** Node health as the readers probe it; none (every node unknown) when no reader answers. */
+export function nodeHealth(readers: ReaderPool): Promise<NodeHealth[]> {
+  return readers.call<NodeHealth[]>(RpcPatterns.nodeHealth, {}, REQUEST_TIMEOUTS.clusterMs).catch(() => []);
+}
+
 @ApiTags('admin')
 @ApiBearerAuth()
 @UseGuards(AdminGuard)
@@ -61,6 +73,7 @@ export class ClusterController {
     @Inject(TOPOLOGY_FOLLOWER) private readonly follower: TopologyFollower,
     @Inject(READER_POOL) private readonly readers: ReaderPool,
     private readonly switchovers: SwitchoverRequests,
+    @Inject(CLUSTER_EVENTS) private readonly clusterEvents: ClusterEventHub,
   ) {}
 
   @Get()
@@ -70,6 +83,27 @@ export class ClusterController {
   @ApiResponse({ status: 403, type: ProblemDto })
   async cluster() {
     return clusterDocument(this.topology(), await this.health(), this.config);
+  }
+
+  @Get('events')
+  @ApiProduces('text/event-stream')
+  @ApiOperation({
+    summary: 'Server-sent events: `topology` (the cluster document) at once and on every new epoch, `health` when node health changes, `operations`',
+  })
+  @ApiResponse({ status: 200, description: 'text/event-stream' })
+  @ApiResponse({ status: 401, type: ProblemDto })
+  @ApiResponse({ status: 403, type: ProblemDto })
+  events(@Req() request: FastifyRequest, @Res() reply: FastifyReply): void {
+    reply.hijack();
+    reply.raw.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      // Proxies that buffer (nginx) would hold events back.
+      'x-accel-buffering': 'no',
+    });
+    const close = this.clusterEvents.subscribe({ write: (chunk) => reply.raw.write(chunk), end: () => reply.raw.end() });
+    request.raw.on('close', close);
   }
 
   @Post('shards/:id/switchover')
@@ -86,10 +120,10 @@ export class ClusterController {
   }
 
   private topology(): Topology {
-    return this.follower.current ?? { ...initialTopology(this.config.SHARD_NODES, this.config.REPLICATION_MODE), epoch: 0 };
+    return this.follower.current ?? configuredTopology(this.config);
   }
 
-  private async health(): Promise<NodeHealth[]> {
-    return this.readers.call<NodeHealth[]>(RpcPatterns.nodeHealth, {}, REQUEST_TIMEOUTS.clusterMs).catch(() => []);
+  private health(): Promise<NodeHealth[]> {
+    return nodeHealth(this.readers);
   }
 }

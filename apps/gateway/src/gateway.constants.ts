@@ -6,4 +6,5 @@ export const TOPOLOGY_FOLLOWER = Symbol('TOPOLOGY_FOLLOWER');
 export const WRITER_CHANNEL = Symbol('WRITER_CHANNEL');
 export const READER_POOL = Symbol('READER_POOL');
 export const EVENT_PRODUCER = Symbol('EVENT_PRODUCER');
+export const CLUSTER_EVENTS = Symbol('CLUSTER_EVENTS');
 export const REQUEST_TIMEOUTS = { resolveMs: 1500, detailsMs: 2000, writeMs: 9000, clusterMs: 1500 } as const;

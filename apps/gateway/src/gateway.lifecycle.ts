@@ -1,13 +1,14 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import type { LinkCache } from '@shortener/cache';
 import type { ClickBatcher, EventProducer, TopologyFollower } from '@shortener/events';
 import { ReadinessRegistry } from '@shortener/observability';
 import { PinoLogger } from 'nestjs-pino';
-import { CLICK_BATCHER, EVENT_PRODUCER, LINK_CACHE, READER_POOL, TOPOLOGY_FOLLOWER, WRITER_CHANNEL } from './gateway.constants';
+import type { ClusterEventHub } from './cluster-events';
+import { CLICK_BATCHER, CLUSTER_EVENTS, EVENT_PRODUCER, LINK_CACHE, READER_POOL, TOPOLOGY_FOLLOWER, WRITER_CHANNEL } from './gateway.constants';
 import type { ReaderPool, RpcChannel } from './rpc-channel';
 
 @Injectable()
-export class GatewayLifecycle implements OnApplicationBootstrap, OnApplicationShutdown {
+export class GatewayLifecycle implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
   constructor(
     @Inject(LINK_CACHE) private readonly cache: LinkCache,
     @Inject(READER_POOL) private readonly readers: ReaderPool,
@@ -15,6 +16,7 @@ export class GatewayLifecycle implements OnApplicationBootstrap, OnApplicationSh
     @Inject(CLICK_BATCHER) private readonly clicks: ClickBatcher,
     @Inject(EVENT_PRODUCER) private readonly producer: EventProducer,
     @Inject(TOPOLOGY_FOLLOWER) private readonly follower: TopologyFollower,
+    @Inject(CLUSTER_EVENTS) private readonly clusterEvents: ClusterEventHub,
     private readonly readiness: ReadinessRegistry,
     private readonly logger: PinoLogger,
   ) {
@@ -34,6 +36,11 @@ export class GatewayLifecycle implements OnApplicationBootstrap, OnApplicationSh
         .catch(() => false);
       return cacheUp || readerUp;
     });
+  }
+
+  /** Before the HTTP server closes: an open event stream would keep it from closing. */
+  beforeApplicationShutdown(): void {
+    this.clusterEvents.close();
   }
 
   async onApplicationShutdown(): Promise<void> {

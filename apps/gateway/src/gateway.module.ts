@@ -9,8 +9,20 @@ import { createServiceLogger, ObservabilityModule } from '@shortener/observabili
 import type { Kafka } from '@shortener/events';
 import { AdminGuard, ManageAuthGuard } from './auth';
 import { createClickBatcher } from './click-delivery';
-import { ClusterController } from './cluster.controller';
-import { CLICK_BATCHER, EVENT_PRODUCER, GATEWAY_CONFIG, KAFKA, LINK_CACHE, READER_POOL, TOPOLOGY_FOLLOWER, WRITER_CHANNEL } from './gateway.constants';
+import { ClusterController, clusterDocument } from './cluster.controller';
+import { ClusterEventHub } from './cluster-events';
+import { configuredTopology, nodeHealth } from './cluster.controller';
+import {
+  CLICK_BATCHER,
+  CLUSTER_EVENTS,
+  EVENT_PRODUCER,
+  GATEWAY_CONFIG,
+  KAFKA,
+  LINK_CACHE,
+  READER_POOL,
+  TOPOLOGY_FOLLOWER,
+  WRITER_CHANNEL,
+} from './gateway.constants';
 import { GatewayLifecycle } from './gateway.lifecycle';
 import { ReaderPool, RpcChannel } from './rpc-channel';
 import { SwitchoverRequests } from './switchover-requests';
@@ -65,13 +77,28 @@ export class GatewayModule {
             createClickBatcher({ send: (events) => producer.send(events, { settle: true }) }, writer, log),
         },
         {
+          provide: CLUSTER_EVENTS,
+          inject: [READER_POOL],
+          useFactory: (readers: ReaderPool) =>
+            new ClusterEventHub({
+              configuredTopology: () => configuredTopology(config),
+              health: () => nodeHealth(readers),
+              document: (topology, health) => clusterDocument(topology, health, config),
+              // Resharding operations join the stream once the monitor runs them.
+              operations: () => [],
+            }),
+        },
+        {
           provide: TOPOLOGY_FOLLOWER,
-          inject: [KAFKA],
-          useFactory: (kafka: Kafka) =>
+          inject: [KAFKA, CLUSTER_EVENTS],
+          useFactory: (kafka: Kafka, clusterEvents: ClusterEventHub) =>
             new TopologyFollower(
               kafka,
               'gateway',
-              (topology) => log.info({ epoch: topology.epoch }, 'topology applied'),
+              (topology) => {
+                log.info({ epoch: topology.epoch }, 'topology applied');
+                clusterEvents.topologyChanged(topology);
+              },
               (error) => log.warn({ err: error.message }, 'topology follower'),
             ),
         },
