@@ -52,7 +52,8 @@ export async function launch(env = process.env) {
   // Each service connects as its own role with its own password (never printed, never in stack.json).
   const rolePasswords = Object.fromEntries(Object.keys(SERVICE_ROLES).map((service) => [service, secretFile(rolePasswordFile(p.stackDir, service), 24).value]));
   const admin = secretFile(p.adminToken, 32, config.adminToken);
-  if (admin.created) log('info', `generated ADMIN_TOKEN, written to ${p.adminToken}`, { adminToken: admin.value }, { important: true });
+  // The token itself is never logged: it is in the file, for `cat` or the /admin page.
+  if (admin.created) log('info', `generated ADMIN_TOKEN, written to ${p.adminToken}`, {}, { important: true });
   const rpcSecret = secretFile(p.rpcSecret, 32).value;
 
   const previous = readStackJson(config.stackDir);

@@ -1,9 +1,17 @@
-import { randomBytes } from 'node:crypto';
 import { positionOf, ShardRing, SLOT_COUNT, slotOf } from './shard-ring';
 
 const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-function randomCodes(count: number): string[] {
-  const bytes = randomBytes(count * 7);
+/** Random-looking codes from a fixed seed (mulberry32): the spread checks hold or fail the same way on every run. */
+function randomCodes(count: number, seed = 0x5eed): string[] {
+  let state = seed >>> 0;
+  const next = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) & 0xff;
+  };
+  const bytes = Uint8Array.from({ length: count * 7 }, next);
   return Array.from({ length: count }, (_, i) => Array.from(bytes.subarray(i * 7, i * 7 + 7), (b) => ALPHABET[b % 62]).join(''));
 }
 
