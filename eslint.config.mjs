@@ -1,4 +1,5 @@
 import nx from '@nx/eslint-plugin';
+import globals from 'globals';
 import { createProjectGraphAsync } from 'nx/src/devkit-exports.js';
 
 // @nx/enforce-module-boundaries reads Nx's cached project graph (.nx/workspace-data, git-ignored)
@@ -50,6 +51,11 @@ export default [
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-console': 'error',
     },
+  },
+  {
+    // The /admin page's script runs in the browser as a classic script.
+    files: ['apps/gateway/admin/**/*.js'],
+    languageOptions: { sourceType: 'script', globals: { ...globals.browser } },
   },
   {
     files: ['**/*.spec.ts', '**/*.e2e-spec.ts', 'apps/system-e2e/**/*.ts', 'tools/**', 'bench/**'],

@@ -10,6 +10,7 @@ import { targetPolicy } from './link-validators';
 import { targetPolicyOf } from '@shortener/links';
 import { problemOfStatus, sendProblem } from '@shortener/observability';
 import { registerRedirectRoute } from './redirect.route';
+import { registerAdminPage } from './admin-page';
 
 export const MAX_BODY_BYTES = 16 * 1024;
 
@@ -63,6 +64,7 @@ async function main(): Promise<void> {
       const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
       installFastifyErrorHandling(fastify);
       installJsonBodyParser(fastify);
+      registerAdminPage(fastify);
       registerRedirectRoute(fastify, {
         cache: app.get(LINK_CACHE),
         readers: app.get(READER_POOL),
