@@ -26,7 +26,15 @@ export type LimiterFactory = (pointsPerWindow: number, keyPrefix: string) => Rat
 export class CreateQuota {
   private readonly limiters = new Map<string, RateLimiterAbstract>();
 
-  constructor(private readonly factory: LimiterFactory) {}
+  constructor(
+    private readonly factory: LimiterFactory,
+    /** Closes the shared store's client (the gateway shuts down). */
+    private readonly closeStore: () => Promise<unknown> = async () => undefined,
+  ) {}
+
+  async close(): Promise<void> {
+    await this.closeStore();
+  }
 
   async take(scope: QuotaScope, subject: string, pointsPerWindow: number): Promise<QuotaDecision> {
     const policy = `"${scope}";q=${pointsPerWindow};w=${QUOTA_WINDOW_SECONDS}`;

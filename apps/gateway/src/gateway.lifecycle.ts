@@ -4,7 +4,8 @@ import type { ClickBatcher, EventProducer, TopologyFollower } from '@shortener/e
 import { ReadinessRegistry } from '@shortener/observability';
 import { PinoLogger } from 'nestjs-pino';
 import type { ClusterEventHub } from './cluster-events';
-import { CLICK_BATCHER, CLUSTER_EVENTS, EVENT_PRODUCER, LINK_CACHE, READER_POOL, TOPOLOGY_FOLLOWER, WRITER_CHANNEL } from './gateway.constants';
+import type { CreateQuota } from './create-quota';
+import { CLICK_BATCHER, CLUSTER_EVENTS, CREATE_QUOTA, EVENT_PRODUCER, LINK_CACHE, READER_POOL, TOPOLOGY_FOLLOWER, WRITER_CHANNEL } from './gateway.constants';
 import type { ReaderPool, RpcChannel } from './rpc-channel';
 
 @Injectable()
@@ -17,6 +18,7 @@ export class GatewayLifecycle implements OnApplicationBootstrap, BeforeApplicati
     @Inject(EVENT_PRODUCER) private readonly producer: EventProducer,
     @Inject(TOPOLOGY_FOLLOWER) private readonly follower: TopologyFollower,
     @Inject(CLUSTER_EVENTS) private readonly clusterEvents: ClusterEventHub,
+    @Inject(CREATE_QUOTA) private readonly quota: CreateQuota,
     private readonly readiness: ReadinessRegistry,
     private readonly logger: PinoLogger,
   ) {
@@ -50,5 +52,6 @@ export class GatewayLifecycle implements OnApplicationBootstrap, BeforeApplicati
     await this.readers.close();
     await this.writer.close();
     await this.cache.close();
+    await this.quota.close();
   }
 }

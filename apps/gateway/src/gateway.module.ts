@@ -2,6 +2,7 @@ import { Module, ValidationPipe, type DynamicModule } from '@nestjs/common';
 import { APP_PIPE } from '@nestjs/core';
 import type { ValidationError } from 'class-validator';
 import { createRedis, LinkCache } from '@shortener/cache';
+import { RateLimiterRedis } from 'rate-limiter-flexible';
 import type { GatewayEnvironment } from '@shortener/config';
 import { DomainError, type FieldError } from '@shortener/contracts';
 import { createKafka, EventProducer, TopologyFollower } from '@shortener/events';
@@ -9,12 +10,13 @@ import { createServiceLogger, ObservabilityModule } from '@shortener/observabili
 import type { Kafka } from '@shortener/events';
 import { AdminGuard, ManageAuthGuard } from './auth';
 import { createClickBatcher } from './click-delivery';
-import { ClusterController, clusterDocument } from './cluster.controller';
+import { ClusterController, clusterDocument, configuredTopology, nodeHealth } from './cluster.controller';
 import { ClusterEventHub } from './cluster-events';
-import { configuredTopology, nodeHealth } from './cluster.controller';
+import { CreateQuota, QUOTA_WINDOW_SECONDS } from './create-quota';
 import {
   CLICK_BATCHER,
   CLUSTER_EVENTS,
+  CREATE_QUOTA,
   EVENT_PRODUCER,
   GATEWAY_CONFIG,
   KAFKA,
@@ -103,6 +105,19 @@ export class GatewayModule {
             ),
         },
         { provide: LINK_CACHE, useFactory: () => new LinkCache(createRedis(config.REDIS_URL)) },
+        {
+          provide: CREATE_QUOTA,
+          // rate-limiter-flexible on the shared Redis: every gateway counts into the same
+          // budget. The client fails fast (no offline queue, 250 ms per command), so a Redis
+          // outage makes the quota fail open rather than hold creates.
+          useFactory: () => {
+            const store = createRedis(config.REDIS_URL, { enableAutoPipelining: false });
+            return new CreateQuota(
+              (points, keyPrefix) => new RateLimiterRedis({ storeClient: store, points, duration: QUOTA_WINDOW_SECONDS, keyPrefix }),
+              () => store.quit().catch(() => store.disconnect()),
+            );
+          },
+        },
         { provide: WRITER_CHANNEL, useFactory: () => new RpcChannel(config.WRITER_ADDR, config.RPC_SECRET) },
         {
           provide: READER_POOL,

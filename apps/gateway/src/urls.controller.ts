@@ -6,7 +6,8 @@ import { couldBeCode } from '@shortener/links';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { credentialOf, ManageAuthGuard } from './auth';
 import { CreatedUrlDto, CreateUrlDto, ProblemDto, UpdateUrlDto, UrlDetailsDto } from './create-url.dto';
-import { GATEWAY_CONFIG, READER_POOL, REQUEST_TIMEOUTS, WRITER_CHANNEL } from './gateway.constants';
+import type { CreateQuota } from './create-quota';
+import { CREATE_QUOTA, GATEWAY_CONFIG, READER_POOL, REQUEST_TIMEOUTS, WRITER_CHANNEL } from './gateway.constants';
 import type { ReaderPool, RpcChannel } from './rpc-channel';
 import { TransportError } from './rpc-channel';
 import { normalisedTarget } from './link-validators';
@@ -24,6 +25,7 @@ export class UrlsController {
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayEnvironment & { publicBaseUrl: string },
     @Inject(WRITER_CHANNEL) private readonly writer: RpcChannel,
     @Inject(READER_POOL) private readonly readers: ReaderPool,
+    @Inject(CREATE_QUOTA) private readonly quota: CreateQuota,
   ) {}
 
   @Post()
@@ -38,13 +40,17 @@ export class UrlsController {
   @ApiResponse({ status: 413, type: ProblemDto, description: 'Body over 16 KiB' })
   @ApiResponse({ status: 415, type: ProblemDto, description: 'Not application/json' })
   @ApiResponse({ status: 422, type: ProblemDto, description: 'Idempotency-Key reused with another body' })
+  @ApiResponse({ status: 401, type: ProblemDto, description: 'Anonymous creates are turned off (ANONYMOUS_CREATE=false)' })
+  @ApiResponse({ status: 429, type: ProblemDto, description: 'Over the per-address create quota; Retry-After, RateLimit-Policy and RateLimit headers' })
   @ApiResponse({ status: 503, type: ProblemDto, description: 'The owning shard has no writable primary; Retry-After; nothing was written' })
   @ApiResponse({ status: 504, type: ProblemDto, description: 'The outcome is unknown; a retry with the same Idempotency-Key is safe' })
   async create(
     @Body() body: CreateUrlDto,
     @Headers('idempotency-key') idempotencyKey: string | undefined,
     @Res({ passthrough: true }) reply: FastifyReply,
+    @Req() request: FastifyRequest,
   ): Promise<CreatedUrlDto> {
+    await this.admitAnonymousCreate(request, reply);
     if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
       throw new DomainError('validation', 'Idempotency-Key must be 1 to 255 visible ASCII characters', {
         errors: [{ field: 'Idempotency-Key', message: 'must be 1 to 255 visible ASCII characters' }],
@@ -102,6 +108,24 @@ export class UrlsController {
   async remove(@Param('code') code: string, @Req() request: FastifyRequest): Promise<void> {
     assertCode(code);
     await this.write<null>(RpcPatterns.deleteLink, { code, credential: credentialOf(request) });
+  }
+
+  /**
+   * Anonymous creates: refused when turned off, else counted per client address (request.ip:
+   * the socket's, or X-Forwarded-For's when TRUST_PROXY says the proxy is trusted) in the
+   * quota every gateway shares through Redis. The quota's headers go on every answer.
+   */
+  private async admitAnonymousCreate(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    if (!this.config.ANONYMOUS_CREATE) throw new DomainError('unauthorized', 'anonymous creates are turned off on this shortener (ANONYMOUS_CREATE=false)');
+    const limit = this.config.ANONYMOUS_RATE_LIMIT_PER_MINUTE;
+    if (limit === 0) return;
+    const decision = await this.quota.take('anonymous', request.ip, limit);
+    void reply.headers(decision.headers);
+    if (!decision.allowed) {
+      throw new DomainError('rate-limited', `more than ${limit} creates a minute from this address; retry after the Retry-After seconds`, {
+        retryAfterSeconds: Number(decision.headers['retry-after']),
+      });
+    }
   }
 
   private async write<T>(pattern: string, payload: unknown): Promise<T> {

@@ -22,6 +22,14 @@ describe('events', () => {
 });
 
 describe('DomainError', () => {
+  it('maps a rate limit to 429 problem+json', () => {
+    expect(problemFor('rate-limited', 'slow down')).toMatchObject({
+      status: 429,
+      title: 'Too many requests',
+      type: 'https://shortener.dev/problems/rate-limited',
+    });
+  });
+
   it('survives the trip through an RPC payload', () => {
     const error = new DomainError('shard-unavailable', 'no primary', { retryAfterSeconds: 2 });
     const back = DomainError.fromPayload(JSON.parse(JSON.stringify(error.toPayload())));

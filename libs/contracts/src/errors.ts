@@ -10,6 +10,7 @@ export type DomainErrorKind =
   | 'gone'
   | 'conflict'
   | 'idempotency-mismatch'
+  | 'rate-limited'
   | 'shard-unavailable'
   | 'dependency-unavailable'
   | 'outcome-unknown';
@@ -75,6 +76,7 @@ const problemTypes: Record<DomainErrorKind, { status: number; title: string }> =
   gone: { status: 410, title: 'Gone' },
   conflict: { status: 409, title: 'Conflict' },
   'idempotency-mismatch': { status: 422, title: 'Idempotency key reused with a different request' },
+  'rate-limited': { status: 429, title: 'Too many requests' },
   'shard-unavailable': { status: 503, title: 'Shard unavailable' },
   'dependency-unavailable': { status: 503, title: 'Service unavailable' },
   // 503 promises that nothing was written; when that cannot be promised, this is the answer.
