@@ -1,3 +1,4 @@
+export * from './api-key';
 export * from './cache-entry';
 export * from './link-listing';
 export * from './link-rules';
