@@ -34,7 +34,8 @@ export function serverSentEvent(event: string, data: unknown, id?: number): stri
  * The fan-out behind GET /api/cluster/events. A new stream gets the cluster document and
  * the operations at once; after that every stream gets `topology` on each new epoch (as
  * soon as the gateway's topology follower sees it), `health` when node health or lag
- * changes, and `operations` on every change. Health is polled once for all streams, and
+ * changes; `operations` (sent at once) will follow every change once
+ * the monitor runs resharding operations. Health is polled once for all streams, and
  * only while at least one is open.
  */
 export class ClusterEventHub {
@@ -71,10 +72,6 @@ export class ClusterEventHub {
   topologyChanged(topology: Topology): void {
     this.latest = topology;
     this.broadcast(serverSentEvent('topology', this.source.document(topology, this.health), topology.epoch));
-  }
-
-  operationsChanged(operations: unknown[]): void {
-    this.broadcast(serverSentEvent('operations', operations));
   }
 
   /** Asks for node health once (concurrent callers share the request) and sends it if it changed. */
