@@ -3,7 +3,8 @@ import { CanActivate, ExecutionContext, Inject, Injectable } from '@nestjs/commo
 import { DomainError, type UpdateLinkCommand } from '@shortener/contracts';
 import type { GatewayEnvironment } from '@shortener/config';
 import type { FastifyRequest } from 'fastify';
-import { GATEWAY_CONFIG } from './gateway.constants';
+import type { ApiKeyVerifier } from './api-keys';
+import { API_KEYS, GATEWAY_CONFIG } from './gateway.constants';
 
 export type Credential = UpdateLinkCommand['credential'];
 type AuthenticatedRequest = FastifyRequest & { credential?: Credential };
@@ -15,18 +16,29 @@ export function bearerToken(request: FastifyRequest): string | null {
   return match ? match[1] : '';
 }
 
-function sameSecret(a: string, b: string): boolean {
+export function sameSecret(a: string, b: string): boolean {
   // Hash first so the comparison takes the same time whatever the lengths.
   return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
 }
 
-/** PATCH and DELETE of a link: a bearer token is required; the writer checks a manage token. */
+/**
+ * PATCH and DELETE of a link: the admin token, an API key (checked here; the writer
+ * checks that the link is the key's) or a manage token (checked by the writer).
+ */
 @Injectable()
 export class ManageAuthGuard implements CanActivate {
-  constructor(@Inject(GATEWAY_CONFIG) private readonly config: GatewayEnvironment) {}
+  constructor(
+    @Inject(GATEWAY_CONFIG) private readonly config: GatewayEnvironment,
+    @Inject(API_KEYS) private readonly keys: ApiKeyVerifier,
+  ) {}
 
-  canActivate(context: ExecutionContext): boolean {
+  async canActivate(context: ExecutionContext): Promise<boolean> {
     const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
+    const key = await this.keys.verify(request);
+    if (key) {
+      request.credential = { apiKey: key.id };
+      return true;
+    }
     const token = bearerToken(request);
     if (token === null) throw new DomainError('unauthorized', 'an Authorization: Bearer header is required');
     if (token === '') throw new DomainError('forbidden', 'the Authorization header is not a bearer token');

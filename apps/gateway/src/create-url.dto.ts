@@ -68,6 +68,11 @@ export class UrlDetailsDto {
   @ApiProperty({ description: 'Redirects served; may lag by up to 5 seconds.' }) clicks!: number;
 }
 
+export class UrlPageDto {
+  @ApiProperty({ type: [UrlDetailsDto], description: 'Newest first' }) items!: UrlDetailsDto[];
+  @ApiProperty({ nullable: true, type: String, description: 'Pass as cursor for the next page; null on the last one' }) nextCursor!: string | null;
+}
+
 export class ProblemDto {
   @ApiProperty() type!: string;
   @ApiProperty() title!: string;

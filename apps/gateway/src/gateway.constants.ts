@@ -9,3 +9,4 @@ export const EVENT_PRODUCER = Symbol('EVENT_PRODUCER');
 export const CLUSTER_EVENTS = Symbol('CLUSTER_EVENTS');
 export const CREATE_QUOTA = Symbol('CREATE_QUOTA');
 export const REQUEST_TIMEOUTS = { resolveMs: 1500, detailsMs: 2000, writeMs: 9000, clusterMs: 1500 } as const;
+export const API_KEYS = Symbol('API_KEYS');

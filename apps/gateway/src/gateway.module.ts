@@ -8,12 +8,14 @@ import { DomainError, type FieldError } from '@shortener/contracts';
 import { createKafka, EventProducer, TopologyFollower } from '@shortener/events';
 import { createServiceLogger, ObservabilityModule } from '@shortener/observability';
 import type { Kafka } from '@shortener/events';
+import { ApiKeyVerifier } from './api-keys';
 import { AdminGuard, ManageAuthGuard } from './auth';
 import { createClickBatcher } from './click-delivery';
 import { ClusterController, clusterDocument, configuredTopology, nodeHealth } from './cluster.controller';
 import { ClusterEventHub } from './cluster-events';
 import { CreateQuota, QUOTA_WINDOW_SECONDS } from './create-quota';
 import {
+  API_KEYS,
   CLICK_BATCHER,
   CLUSTER_EVENTS,
   CREATE_QUOTA,
@@ -28,6 +30,7 @@ import {
 import { GatewayLifecycle } from './gateway.lifecycle';
 import { ReaderPool, RpcChannel } from './rpc-channel';
 import { SwitchoverRequests } from './switchover-requests';
+import { KeysController } from './keys.controller';
 import { UrlsController } from './urls.controller';
 
 export function fieldErrors(errors: ValidationError[], parent = ''): FieldError[] {
@@ -60,7 +63,7 @@ export class GatewayModule {
     return {
       module: GatewayModule,
       imports: [ObservabilityModule.forService({ service: 'gateway', logger: log })],
-      controllers: [UrlsController, ClusterController],
+      controllers: [UrlsController, KeysController, ClusterController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: config },
         { provide: APP_PIPE, useValue: validationPipe },
@@ -105,6 +108,7 @@ export class GatewayModule {
             ),
         },
         { provide: LINK_CACHE, useFactory: () => new LinkCache(createRedis(config.REDIS_URL)) },
+        { provide: API_KEYS, inject: [READER_POOL], useFactory: (readers: ReaderPool) => new ApiKeyVerifier(readers) },
         {
           provide: CREATE_QUOTA,
           // rate-limiter-flexible on the shared Redis: every gateway counts into the same

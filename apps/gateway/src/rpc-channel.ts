@@ -1,4 +1,4 @@
-import { DomainError, type RpcResult } from '@shortener/contracts';
+import { DomainError, OutcomeUnknown, type RpcResult } from '@shortener/contracts';
 import { RpcClient, RpcTransportError } from '@shortener/rpc';
 
 /**
@@ -99,5 +99,21 @@ export class ReaderPool {
 
   async close(): Promise<void> {
     await Promise.all(this.channels.map((channel) => channel.close()));
+  }
+}
+
+/**
+ * A write through the writer: a call that never reached it is a 503 (nothing was
+ * written), one that reached it and got no answer a 504 (the outcome is unknown).
+ */
+export async function writeThrough<T>(writer: RpcChannel, pattern: string, payload: unknown, timeoutMs: number): Promise<T> {
+  try {
+    return await writer.call<T>(pattern, payload, timeoutMs);
+  } catch (error) {
+    if (error instanceof TransportError) {
+      if (!error.sent) throw new DomainError('dependency-unavailable', 'the writer is not answering', { retryAfterSeconds: 2 });
+      throw OutcomeUnknown();
+    }
+    throw error;
   }
 }

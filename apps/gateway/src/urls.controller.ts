@@ -1,21 +1,29 @@
-import { Body, Controller, Delete, Get, Headers, HttpCode, Inject, Param, Patch, Post, Req, Res, UseGuards } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiConsumes, ApiHeader, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
-import { DomainError, OutcomeUnknown, RpcPatterns, type LinkCreated, type LinkDetails } from '@shortener/contracts';
+import { Body, Controller, Delete, Get, Headers, HttpCode, Inject, Param, Patch, Post, Query, Req, Res, UseGuards } from '@nestjs/common';
+import { ApiBearerAuth, ApiBody, ApiConsumes, ApiHeader, ApiOperation, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { apiKeyId, DomainError, RpcPatterns, type LinkCreated, type LinkDetails, type LinkPage } from '@shortener/contracts';
 import type { GatewayEnvironment } from '@shortener/config';
-import { couldBeCode } from '@shortener/links';
+import { couldBeCode, decodeCursor, encodeCursor, ListingError, parseListingLimit } from '@shortener/links';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { credentialOf, ManageAuthGuard } from './auth';
-import { CreatedUrlDto, CreateUrlDto, ProblemDto, UpdateUrlDto, UrlDetailsDto } from './create-url.dto';
+import type { ApiKeyVerifier, VerifiedKey } from './api-keys';
+import { bearerToken, credentialOf, ManageAuthGuard, sameSecret } from './auth';
+import { CreatedUrlDto, CreateUrlDto, ProblemDto, UpdateUrlDto, UrlDetailsDto, UrlPageDto } from './create-url.dto';
 import type { CreateQuota } from './create-quota';
-import { CREATE_QUOTA, GATEWAY_CONFIG, READER_POOL, REQUEST_TIMEOUTS, WRITER_CHANNEL } from './gateway.constants';
+import { API_KEYS, CREATE_QUOTA, GATEWAY_CONFIG, READER_POOL, REQUEST_TIMEOUTS, WRITER_CHANNEL } from './gateway.constants';
 import type { ReaderPool, RpcChannel } from './rpc-channel';
-import { TransportError } from './rpc-channel';
+import { writeThrough } from './rpc-channel';
 import { normalisedTarget } from './link-validators';
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
 function assertCode(code: string): void {
   if (!couldBeCode(code)) throw new DomainError('not-found', `no link with code "${code}"`);
+}
+
+/** A query parameter given once; `?limit=1&limit=2` is a 400, not whichever one the parser kept. */
+function singleQueryValue(name: string, value: unknown): string {
+  if (typeof value !== 'string')
+    throw new DomainError('validation', `${name} must be given once`, { errors: [{ field: name, message: 'must be given once' }] });
+  return value;
 }
 
 @ApiTags('urls')
@@ -26,6 +34,7 @@ export class UrlsController {
     @Inject(WRITER_CHANNEL) private readonly writer: RpcChannel,
     @Inject(READER_POOL) private readonly readers: ReaderPool,
     @Inject(CREATE_QUOTA) private readonly quota: CreateQuota,
+    @Inject(API_KEYS) private readonly keys: ApiKeyVerifier,
   ) {}
 
   @Post()
@@ -40,8 +49,12 @@ export class UrlsController {
   @ApiResponse({ status: 413, type: ProblemDto, description: 'Body over 16 KiB' })
   @ApiResponse({ status: 415, type: ProblemDto, description: 'Not application/json' })
   @ApiResponse({ status: 422, type: ProblemDto, description: 'Idempotency-Key reused with another body' })
-  @ApiResponse({ status: 401, type: ProblemDto, description: 'Anonymous creates are turned off (ANONYMOUS_CREATE=false)' })
-  @ApiResponse({ status: 429, type: ProblemDto, description: 'Over the per-address create quota; Retry-After, RateLimit-Policy and RateLimit headers' })
+  @ApiResponse({ status: 401, type: ProblemDto, description: 'An API key that is not a live one, or anonymous creates turned off (ANONYMOUS_CREATE=false)' })
+  @ApiResponse({
+    status: 429,
+    type: ProblemDto,
+    description: "Over the key's or the address's create quota; Retry-After, RateLimit-Policy and RateLimit headers",
+  })
   @ApiResponse({ status: 503, type: ProblemDto, description: 'The owning shard has no writable primary; Retry-After; nothing was written' })
   @ApiResponse({ status: 504, type: ProblemDto, description: 'The outcome is unknown; a retry with the same Idempotency-Key is safe' })
   async create(
@@ -50,13 +63,20 @@ export class UrlsController {
     @Res({ passthrough: true }) reply: FastifyReply,
     @Req() request: FastifyRequest,
   ): Promise<CreatedUrlDto> {
-    await this.admitAnonymousCreate(request, reply);
+    const key = await this.keys.verify(request);
+    if (key) await this.admitKeyCreate(key, reply);
+    else await this.admitAnonymousCreate(request, reply);
     if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
       throw new DomainError('validation', 'Idempotency-Key must be 1 to 255 visible ASCII characters', {
         errors: [{ field: 'Idempotency-Key', message: 'must be 1 to 255 visible ASCII characters' }],
       });
     }
-    const created = await this.write<LinkCreated>(RpcPatterns.createLink, { ...body, url: normalisedTarget(body.url), idempotencyKey });
+    const created = await this.write<LinkCreated>(RpcPatterns.createLink, {
+      ...body,
+      url: normalisedTarget(body.url),
+      idempotencyKey,
+      owner: key?.id,
+    });
     reply.header('location', `/api/urls/${created.code}`);
     return {
       code: created.code,
@@ -67,6 +87,45 @@ export class UrlsController {
       redirectType: created.redirectType,
       manageToken: created.manageToken,
     };
+  }
+
+  @Get()
+  @ApiBearerAuth()
+  @ApiOperation({ summary: "Links newest first, merged across every shard: an API key's own, or (admin token) all or one key's" })
+  @ApiQuery({ name: 'limit', required: false, description: '1 to 100, default 20' })
+  @ApiQuery({ name: 'cursor', required: false, description: 'nextCursor of the page before' })
+  @ApiQuery({ name: 'key', required: false, description: "Admin only: one key's links" })
+  @ApiResponse({ status: 200, type: UrlPageDto })
+  @ApiResponse({ status: 400, type: ProblemDto, description: 'A limit out of range or a cursor this listing did not give out' })
+  @ApiResponse({ status: 401, type: ProblemDto, description: 'Neither an API key nor the admin token' })
+  @ApiResponse({ status: 403, type: ProblemDto, description: "A key asking for another key's links" })
+  @ApiResponse({ status: 503, type: ProblemDto, description: 'A shard cannot be read right now; Retry-After' })
+  async list(
+    @Req() request: FastifyRequest,
+    @Query('limit') limit: unknown,
+    @Query('cursor') cursor: unknown,
+    @Query('key') keyFilter: unknown,
+  ): Promise<UrlPageDto> {
+    const owner = await this.listingOwner(request, keyFilter);
+    const scope = owner ?? '*';
+    let page: LinkPage;
+    try {
+      const after = cursor === undefined || cursor === '' ? null : decodeCursor(singleQueryValue('cursor', cursor), scope);
+      page = await this.readers.call<LinkPage>(
+        RpcPatterns.listLinks,
+        {
+          owner,
+          limit: parseListingLimit(limit === undefined ? undefined : singleQueryValue('limit', limit)),
+          after: after && { createdMicros: after.createdMicros.toString(), code: after.code },
+        },
+        REQUEST_TIMEOUTS.detailsMs,
+      );
+    } catch (error) {
+      if (error instanceof ListingError) throw new DomainError('validation', error.message, { errors: [{ field: 'query', message: error.message }] });
+      throw error;
+    }
+    const next = page.next && encodeCursor({ scope, createdMicros: BigInt(page.next.createdMicros), code: page.next.code });
+    return { items: page.items, nextCursor: next };
   }
 
   @Get(':code')
@@ -110,6 +169,35 @@ export class UrlsController {
     await this.write<null>(RpcPatterns.deleteLink, { code, credential: credentialOf(request) });
   }
 
+  /** Whose links a listing shows: the key's own; the admin's: all (null) or the one key of `key`. */
+  private async listingOwner(request: FastifyRequest, keyFilter: unknown): Promise<string | null> {
+    const filter = keyFilter === undefined ? undefined : singleQueryValue('key', keyFilter);
+    if (filter !== undefined && !apiKeyId.safeParse(filter).success) {
+      throw new DomainError('validation', 'key must be an API key id', { errors: [{ field: 'key', message: 'must be an API key id' }] });
+    }
+    const key = await this.keys.verify(request);
+    if (key) {
+      if (filter !== undefined && filter !== key.id) throw new DomainError('forbidden', 'an API key lists only its own links');
+      return key.id;
+    }
+    const token = bearerToken(request);
+    if (token === null) throw new DomainError('unauthorized', 'listing links needs an API key or the admin token');
+    if (!token || !sameSecret(token, this.config.ADMIN_TOKEN)) throw new DomainError('forbidden', 'the token is neither an API key nor the admin token');
+    return filter ?? null;
+  }
+
+  /** Creates with a key count against its own quota (its rateLimitPerMinute, else KEY_RATE_LIMIT_PER_MINUTE), shared by every gateway. */
+  private async admitKeyCreate(key: VerifiedKey, reply: FastifyReply): Promise<void> {
+    const limit = key.rateLimitPerMinute ?? this.config.KEY_RATE_LIMIT_PER_MINUTE;
+    const decision = await this.quota.take('key', key.id, limit);
+    void reply.headers(decision.headers);
+    if (!decision.allowed) {
+      throw new DomainError('rate-limited', `more than ${limit} creates a minute with this API key; retry after the Retry-After seconds`, {
+        retryAfterSeconds: Number(decision.headers['retry-after']),
+      });
+    }
+  }
+
   /**
    * Anonymous creates: refused when turned off, else counted per client address (request.ip:
    * the socket's, or X-Forwarded-For's when TRUST_PROXY says the proxy is trusted) in the
@@ -128,16 +216,7 @@ export class UrlsController {
     }
   }
 
-  private async write<T>(pattern: string, payload: unknown): Promise<T> {
-    try {
-      return await this.writer.call<T>(pattern, payload, REQUEST_TIMEOUTS.writeMs);
-    } catch (error) {
-      if (error instanceof TransportError) {
-        // 503 promises that nothing was written: only when the call never reached the writer.
-        if (!error.sent) throw new DomainError('dependency-unavailable', 'the writer is not answering', { retryAfterSeconds: 2 });
-        throw OutcomeUnknown();
-      }
-      throw error;
-    }
+  private write<T>(pattern: string, payload: unknown): Promise<T> {
+    return writeThrough<T>(this.writer, pattern, payload, REQUEST_TIMEOUTS.writeMs);
   }
 }

@@ -1,10 +1,11 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { createRedis, LinkCache } from '@shortener/cache';
 import type { ReaderEnvironment } from '@shortener/config';
-import { LinkRepository } from '@shortener/db';
+import { ApiKeyRepository, LinkRepository } from '@shortener/db';
 import { ClusterView, createKafka } from '@shortener/events';
 import { createServiceLogger, ObservabilityModule } from '@shortener/observability';
 import type { Kafka } from '@shortener/events';
+import { CatalogReader } from './catalog-reader';
 import { LinkReader } from './link-reader';
 import { NodeHealthMonitor } from './node-health.monitor';
 import { ReaderLifecycle } from './reader.lifecycle';
@@ -41,7 +42,9 @@ export class ReaderModule {
         },
         { provide: LINK_CACHE, useFactory: () => new LinkCache(createRedis(config.REDIS_URL)) },
         LinkRepository,
+        ApiKeyRepository,
         LinkReader,
+        CatalogReader,
         NodeHealthMonitor,
         ReaderLifecycle,
       ],

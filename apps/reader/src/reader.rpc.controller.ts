@@ -3,15 +3,22 @@ import { MessagePattern, Payload } from '@nestjs/microservices';
 import {
   codeRequestSchema,
   DomainError,
+  keyIdRequestSchema,
+  listKeysRequestSchema,
+  listLinksRequestSchema,
   nodeHealthRequestSchema,
   parseRpcPayload,
   RpcPatterns,
+  type ApiKeyCredential,
+  type ApiKeyInfo,
   type LinkDetails,
+  type LinkPage,
   type NodeHealth,
   type Resolution,
   type RpcResult,
 } from '@shortener/contracts';
 import { PinoLogger } from 'nestjs-pino';
+import { CatalogReader } from './catalog-reader';
 import { LinkReader } from './link-reader';
 import { NodeHealthMonitor } from './node-health.monitor';
 
@@ -19,6 +26,7 @@ import { NodeHealthMonitor } from './node-health.monitor';
 export class ReaderRpcController {
   constructor(
     private readonly reader: LinkReader,
+    private readonly catalog: CatalogReader,
     private readonly health: NodeHealthMonitor,
     private readonly logger: PinoLogger,
   ) {}
@@ -31,6 +39,24 @@ export class ReaderRpcController {
   @MessagePattern(RpcPatterns.getLink)
   details(@Payload() payload: unknown): Promise<RpcResult<LinkDetails>> {
     return this.run(() => this.reader.details(parseRpcPayload(codeRequestSchema, payload).code));
+  }
+
+  @MessagePattern(RpcPatterns.listLinks)
+  listLinks(@Payload() payload: unknown): Promise<RpcResult<LinkPage>> {
+    return this.run(() => this.catalog.listLinks(parseRpcPayload(listLinksRequestSchema, payload)));
+  }
+
+  @MessagePattern(RpcPatterns.getKey)
+  key(@Payload() payload: unknown): Promise<RpcResult<ApiKeyCredential>> {
+    return this.run(() => this.catalog.credential(parseRpcPayload(keyIdRequestSchema, payload).id));
+  }
+
+  @MessagePattern(RpcPatterns.listKeys)
+  keys(@Payload() payload: unknown): Promise<RpcResult<ApiKeyInfo[]>> {
+    return this.run(() => {
+      parseRpcPayload(listKeysRequestSchema, payload);
+      return this.catalog.listKeys();
+    });
   }
 
   @MessagePattern(RpcPatterns.nodeHealth)

@@ -22,6 +22,14 @@ describe('link store helpers', () => {
     expect(requestHashOf({ url: 'https://e.com', redirectType: 301 }).equals(requestHashOf({ url: 'https://e.com' }))).toBe(false);
   });
 
+  it("binds a create to its API key, so another key's replay of the same Idempotency-Key and body is a mismatch, not the first key's manage token", () => {
+    const anonymous = requestHashOf({ url: 'https://e.com' });
+    const first = requestHashOf({ url: 'https://e.com', owner: 'AAAAAAAAAA' });
+    expect(first.equals(requestHashOf({ url: 'https://e.com', owner: 'AAAAAAAAAA' }))).toBe(true);
+    expect(first.equals(requestHashOf({ url: 'https://e.com', owner: 'BBBBBBBBBB' }))).toBe(false);
+    expect(first.equals(anonymous)).toBe(false);
+  });
+
   it('stores a token as a SHA-256 digest only', () => {
     expect(hashToken('secret')).toHaveLength(32);
     expect(hashToken('secret').toString('utf8')).not.toContain('secret');

@@ -38,9 +38,11 @@ export function hashToken(token: string): Buffer {
 
 /** A stable hash of what a create asks for, so a replayed key can be told from a reused one. */
 export function requestHashOf(command: CreateLinkCommand): Buffer {
-  const { url, alias, expiresAt, redirectType } = command;
+  const { url, alias, expiresAt, redirectType, owner } = command;
+  // The owner is part of it: another key presenting the same Idempotency-Key and body is
+  // refused (422) instead of being handed the first one's manage token.
   return createHash('sha256')
-    .update(JSON.stringify([url, alias ?? null, expiresAt ? Date.parse(expiresAt) : null, redirectType ?? null]))
+    .update(JSON.stringify([url, alias ?? null, expiresAt ? Date.parse(expiresAt) : null, redirectType ?? null, ...(owner ? [owner] : [])]))
     .digest();
 }
 
@@ -118,6 +120,7 @@ export class LinkStore {
         redirectType: command.redirectType ?? DEFAULT_REDIRECT_TYPE,
         expiresAt: command.expiresAt ? new Date(command.expiresAt) : null,
         manageTokenHash: hashToken(manageToken),
+        owner: command.owner ?? null,
       };
       const event = { topic: Topics.urlEvents, payload: eventFor('url.created', { ...link, version: 0 }) };
       try {
@@ -244,6 +247,10 @@ export class LinkStore {
     if (!current) throw new DomainError('not-found', `no link with code "${command.code}"`);
     if (current.deleted) throw new DomainError('gone', `link "${command.code}" was deleted`);
     if ('admin' in command.credential) return;
+    if ('apiKey' in command.credential) {
+      if (current.owner !== command.credential.apiKey) throw new DomainError('forbidden', 'this link does not belong to the API key');
+      return;
+    }
     const presented = hashToken(command.credential.manageToken);
     if (!timingSafeEqual(presented, current.manageTokenHash)) {
       throw new DomainError('forbidden', 'the token does not manage this link');
@@ -261,12 +268,7 @@ export class LinkStore {
     };
   }
 
-  /**
-   * Runs work on the shard's primary, in a transaction unless it is a single statement.
-   * A failure is answered for what it did: 503 only when nothing was written (no primary,
-   * a read-only node, a server-side timeout, too busy to start in time), 504 when the
-   * statement or its COMMIT was sent and no answer came, 400 for a value the database refused.
-   */
+  /** Runs work on the shard's primary, in a transaction unless it is a single statement; a failure is answered by primaryWriteError. */
   private async onPrimary<T>(shard: number, work: (client: PoolClient) => Promise<T>): Promise<T>;
   private async onPrimary<T>(shard: number, work: (node: Pool) => Promise<T>, options: { transaction: false }): Promise<T>;
   private async onPrimary<T>(
@@ -281,20 +283,31 @@ export class LinkStore {
         : await (work as (node: Pool) => Promise<T>)(primary);
     } catch (error) {
       if (error instanceof DomainError || error instanceof CodeTaken || error instanceof KeyTaken) throw error;
-      if (error instanceof BatchQueueFull || error instanceof DeadlineExceeded) {
-        throw new DomainError('dependency-unavailable', `shard ${shard} is too busy to take this write in time; nothing was written`, { retryAfterSeconds: 1 });
-      }
-      switch (writeOutcomeOf(error)) {
-        case 'refused':
-          throw new DomainError('validation', 'the database refused a value of this request', {
-            errors: [{ field: '(body)', message: 'a value cannot be stored' }],
-          });
-        case 'not-applied':
-          throw ShardUnavailable(shard);
-        default:
-          throw OutcomeUnknown();
-      }
+      throw primaryWriteError(error, shard);
     }
+  }
+}
+
+/**
+ * What a failed write on a shard's primary means for its caller: 503 only when nothing
+ * was written (no primary, a read-only node, a server-side timeout, too busy to start in
+ * time), 504 when the statement or its COMMIT was sent and no answer came, 400 for a
+ * value the database refused.
+ */
+export function primaryWriteError(error: unknown, shard: number): Error {
+  if (error instanceof DomainError) return error;
+  if (error instanceof BatchQueueFull || error instanceof DeadlineExceeded) {
+    return new DomainError('dependency-unavailable', `shard ${shard} is too busy to take this write in time; nothing was written`, { retryAfterSeconds: 1 });
+  }
+  switch (writeOutcomeOf(error)) {
+    case 'refused':
+      return new DomainError('validation', 'the database refused a value of this request', {
+        errors: [{ field: '(body)', message: 'a value cannot be stored' }],
+      });
+    case 'not-applied':
+      return ShardUnavailable(shard);
+    default:
+      return OutcomeUnknown();
   }
 }
 

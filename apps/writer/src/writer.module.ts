@@ -1,12 +1,13 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { createRedis, LinkCache } from '@shortener/cache';
 import type { WriterEnvironment } from '@shortener/config';
-import { ClickRepository, IdempotencyRepository, LinkRepository, OutboxRepository } from '@shortener/db';
+import { ApiKeyRepository, ClickRepository, IdempotencyRepository, LinkRepository, OutboxRepository } from '@shortener/db';
 import { ClusterView, createKafka, EventProducer } from '@shortener/events';
 import { createServiceLogger, ObservabilityModule } from '@shortener/observability';
 import type { Kafka } from '@shortener/events';
 import { CacheAfterWrite } from './cache-after-write';
 import { ClickApplier } from './click-applier';
+import { KeyStore } from './key-store';
 import { LinkStore } from './link-store';
 import { WriterLifecycle } from './writer.lifecycle';
 import { WriterRpcController } from './writer.rpc.controller';
@@ -56,7 +57,9 @@ export class WriterModule {
         OutboxRepository,
         IdempotencyRepository,
         ClickRepository,
+        ApiKeyRepository,
         LinkStore,
+        KeyStore,
         ClickApplier,
         CacheAfterWrite,
         WriterLifecycle,

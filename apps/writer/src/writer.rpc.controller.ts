@@ -2,12 +2,15 @@ import { Controller } from '@nestjs/common';
 import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
 import {
   applyClicksCommandSchema,
+  createKeyCommandSchema,
   createLinkCommandSchema,
   deleteLinkCommandSchema,
   DomainError,
+  keyIdRequestSchema,
   parseRpcPayload,
   RpcPatterns,
   updateLinkCommandSchema,
+  type ApiKeyCreated,
   type LinkCreated,
   type LinkDetails,
   type RpcResult,
@@ -18,6 +21,7 @@ import type { LineRpcContext } from '@shortener/rpc';
 import { PinoLogger } from 'nestjs-pino';
 import { CacheAfterWrite } from './cache-after-write';
 import { ClickApplier } from './click-applier';
+import { KeyStore } from './key-store';
 import { LinkStore } from './link-store';
 
 const writes = counter('shortener_writes_total', 'Link writes by operation and outcome', ['operation', 'outcome']);
@@ -33,6 +37,7 @@ export class WriterRpcController {
   constructor(
     private readonly store: LinkStore,
     private readonly clicks: ClickApplier,
+    private readonly keys: KeyStore,
     private readonly cacheAfterWrite: CacheAfterWrite,
     private readonly logger: PinoLogger,
   ) {}
@@ -70,6 +75,28 @@ export class WriterRpcController {
   @MessagePattern(RpcPatterns.applyClicks)
   applyClicks(@Payload() payload: unknown): Promise<RpcResult<{ applied: number }>> {
     return this.run('clicks', () => this.clicks.apply(parseRpcPayload(applyClicksCommandSchema, payload)));
+  }
+
+  @MessagePattern(RpcPatterns.createKey)
+  createKey(@Payload() payload: unknown): Promise<RpcResult<ApiKeyCreated>> {
+    return this.run('create-key', async () => {
+      const { created, shard } = await this.keys.create(parseRpcPayload(createKeyCommandSchema, payload));
+      shardWrites.labels(String(shard), 'create-key').inc();
+      // The id names the key in logs; the key itself never is.
+      this.logger.info({ keyId: created.id, shard }, 'API key created');
+      return created;
+    });
+  }
+
+  @MessagePattern(RpcPatterns.revokeKey)
+  revokeKey(@Payload() payload: unknown): Promise<RpcResult<null>> {
+    return this.run('revoke-key', async () => {
+      const { id } = parseRpcPayload(keyIdRequestSchema, payload);
+      const { shard } = await this.keys.revoke(id);
+      shardWrites.labels(String(shard), 'revoke-key').inc();
+      this.logger.info({ keyId: id, shard }, 'API key revoked');
+      return null;
+    });
   }
 
   /** Domain errors travel back as values; anything else is logged here with its stack. */

@@ -10,6 +10,11 @@ export const RpcPatterns = {
   getLink: 'links.get',
   nodeHealth: 'cluster.node-health',
   applyClicks: 'clicks.apply',
+  listLinks: 'links.list',
+  createKey: 'keys.create',
+  revokeKey: 'keys.revoke',
+  getKey: 'keys.get',
+  listKeys: 'keys.list',
 } as const;
 
 export type RedirectTypeValue = 301 | 302 | 307 | 308;
@@ -33,6 +38,8 @@ export const storableText = (max: number) =>
     .refine((value) => !CONTROL.test(value), 'must not contain control characters');
 
 const code = z.string().regex(/^[A-Za-z0-9_-]{3,32}$/, 'is not a link code');
+/** The id part of an API key (libs/links api-key.ts). */
+export const apiKeyId = z.string().regex(/^[A-Za-z0-9]{10}$/, 'is not an API key id');
 // Years 1..9999 only: what toISOString and timestamptz agree on.
 const instant = z.string().refine((value) => {
   const time = Date.parse(value);
@@ -50,10 +57,17 @@ export const createLinkCommandSchema = z.looseObject({
     .string()
     .regex(/^[\x21-\x7e]{1,255}$/, 'must be 1 to 255 visible ASCII characters')
     .optional(),
+  /** The id of the API key the link is created with; absent for an anonymous create. */
+  owner: apiKeyId.optional(),
 });
 export type CreateLinkCommand = z.infer<typeof createLinkCommandSchema>;
 
-const credential = z.union([z.strictObject({ manageToken: z.string().regex(/^[\x21-\x7e]{1,512}$/) }), z.strictObject({ admin: z.literal(true) })]);
+const credential = z.union([
+  z.strictObject({ manageToken: z.string().regex(/^[\x21-\x7e]{1,512}$/) }),
+  z.strictObject({ admin: z.literal(true) }),
+  /** A key the gateway has verified: it may change the links it owns. */
+  z.strictObject({ apiKey: apiKeyId }),
+]);
 
 export const updateLinkCommandSchema = z.looseObject({
   code,
@@ -72,6 +86,23 @@ export type DeleteLinkCommand = z.infer<typeof deleteLinkCommandSchema>;
 /** links.resolve and links.get. */
 export const codeRequestSchema = z.strictObject({ code: z.string().max(64) });
 export type CodeRequest = z.infer<typeof codeRequestSchema>;
+
+/** One shard-merged page of GET /api/urls: `owner` null is everyone's links (the admin's view). */
+export const listLinksRequestSchema = z.strictObject({
+  owner: apiKeyId.nullable(),
+  limit: z.number().int().min(1).max(100),
+  after: z.strictObject({ createdMicros: z.string().regex(/^\d{1,19}$/), code }).nullable(),
+});
+export type ListLinksRequest = z.infer<typeof listLinksRequestSchema>;
+
+export const createKeyCommandSchema = z.strictObject({
+  name: storableText(200),
+  rateLimitPerMinute: z.number().int().min(1).max(100_000).nullable(),
+});
+export type CreateKeyCommand = z.infer<typeof createKeyCommandSchema>;
+
+export const keyIdRequestSchema = z.strictObject({ id: apiKeyId });
+export const listKeysRequestSchema = z.strictObject({});
 
 export const nodeHealthRequestSchema = z.strictObject({});
 
@@ -102,6 +133,33 @@ export interface LinkDetails {
   expiresAt: string | null;
   redirectType: RedirectTypeValue;
   clicks: number;
+}
+
+/** A page of links, newest first, and where the next page starts (null: none). */
+export interface LinkPage {
+  items: LinkDetails[];
+  next: { createdMicros: string; code: string } | null;
+}
+
+/** An API key as listed: never its secret. `rateLimitPerMinute` null is the gateway's default. */
+export interface ApiKeyInfo {
+  id: string;
+  name: string;
+  rateLimitPerMinute: number | null;
+  createdAt: string;
+}
+
+/** Shown once, at creation. */
+export interface ApiKeyCreated extends ApiKeyInfo {
+  key: string;
+}
+
+/** What a gateway needs to check a presented key: the stored SHA-256 of its secret (base64). */
+export interface ApiKeyCredential {
+  id: string;
+  secretHash: string;
+  rateLimitPerMinute: number | null;
+  revoked: boolean;
 }
 
 /** A reader's answer for a redirect: `url` and `redirectType` only when it can be followed. */

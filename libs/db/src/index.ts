@@ -1,3 +1,4 @@
+export * from './api-key.repository';
 export * from './click.repository';
 export * from './idempotency.repository';
 export * from './link.repository';

@@ -36,6 +36,13 @@ export interface NewLink {
   redirectType: 301 | 302 | 307 | 308;
   expiresAt: Date | null;
   manageTokenHash: Buffer;
+  /** The id of the API key it was created with; null for an anonymous create. */
+  owner: string | null;
+}
+
+/** A row in the listing order (libs/links link-listing.ts): creation time in microseconds, as text. */
+export interface ListedLink extends LinkRow {
+  createdMicros: string;
 }
 
 export interface LinkChange {
@@ -73,6 +80,32 @@ function toLink(row: RawLink): LinkRow {
   };
 }
 
+const LISTED = `${COLUMNS}, (extract(epoch FROM created_at) * 1000000)::bigint::text AS created_micros`;
+const BEFORE = (createdMicros: string, code: string) =>
+  `(created_at, code) < (timestamptz 'epoch' + ${createdMicros}::bigint * interval '1 microsecond', ${code}::text)`;
+const NEWEST_FIRST = 'ORDER BY created_at DESC, code DESC';
+
+/** GET /api/urls on one shard: served by urls_listing_by_owner and urls_listing_all (migration 4). */
+const LISTING_STATEMENTS = {
+  owner: {
+    first: {
+      name: 'links-list-owner-first',
+      text: `/* links.list-owner */ SELECT ${LISTED} FROM urls WHERE deleted_at IS NULL AND owner = $1 ${NEWEST_FIRST} LIMIT $2`,
+    },
+    next: {
+      name: 'links-list-owner-next',
+      text: `/* links.list-owner */ SELECT ${LISTED} FROM urls WHERE deleted_at IS NULL AND owner = $1 AND ${BEFORE('$2', '$3')} ${NEWEST_FIRST} LIMIT $4`,
+    },
+  },
+  all: {
+    first: { name: 'links-list-all-first', text: `/* links.list-all */ SELECT ${LISTED} FROM urls WHERE deleted_at IS NULL ${NEWEST_FIRST} LIMIT $1` },
+    next: {
+      name: 'links-list-all-next',
+      text: `/* links.list-all */ SELECT ${LISTED} FROM urls WHERE deleted_at IS NULL AND ${BEFORE('$1', '$2')} ${NEWEST_FIRST} LIMIT $3`,
+    },
+  },
+} as const;
+
 // updated_at only moves forward, by at least 1 ms, so every change has a larger version.
 const NEXT_VERSION = `greatest(now(), updated_at + interval '1 millisecond')`;
 
@@ -89,11 +122,11 @@ export class LinkRepository {
     const { rows } = await node.query<RawLink>({
       name: 'links-insert-many-with-events',
       text: `/* writer:links.insert-many-with-events */ WITH input AS (
-               SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::timestamptz[], $5::bytea[], $6::text[], $7::text[])
-                 AS t(code, url, redirect_type, expires_at, manage_token_hash, topic, event)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::timestamptz[], $5::bytea[], $6::text[], $7::text[], $8::text[])
+                 AS t(code, url, redirect_type, expires_at, manage_token_hash, topic, event, owner)
              ), inserted AS (
-               INSERT INTO urls (code, url, redirect_type, expires_at, manage_token_hash)
-               SELECT code, url, redirect_type, expires_at, manage_token_hash FROM input
+               INSERT INTO urls (code, url, redirect_type, expires_at, manage_token_hash, owner)
+               SELECT code, url, redirect_type, expires_at, manage_token_hash, owner FROM input
                ON CONFLICT (code) DO NOTHING RETURNING ${COLUMNS}
              ), queued AS (
                INSERT INTO outbox (topic, key, payload)
@@ -109,6 +142,7 @@ export class LinkRepository {
         links.map((link) => link.manageTokenHash),
         events.map((event) => event.topic),
         events.map((event) => JSON.stringify(event.payload)),
+        links.map((link) => link.owner),
       ],
     });
     const byCode = new Map(rows.map((row) => [row.code, toLink(row)]));
@@ -160,15 +194,34 @@ export class LinkRepository {
     return codes.map((code) => byCode.get(code) ?? null);
   }
 
+  /**
+   * One shard's part of a listing page: the newest `limit` live links of `owner` (null:
+   * everyone's) strictly before `after` in the order (created_at, code) descending. The
+   * row comparison is a range on the partial index, read backwards: `limit` index
+   * entries and heap fetches, whatever the table's size. Each case has its own statement,
+   * and none is prepared: a generic plan would estimate every key at the average share of
+   * links, and could read a rare key's page from the everyone index through a filter; a
+   * plan for the actual key takes its own index. Listing is not the hot path; planning a
+   * statement this small costs well under a millisecond.
+   */
+  async listPage(node: Queryable, owner: string | null, after: { createdMicros: string; code: string } | null, limit: number): Promise<ListedLink[]> {
+    const statement = LISTING_STATEMENTS[owner === null ? 'all' : 'owner'][after === null ? 'first' : 'next'];
+    const values: unknown[] = owner === null ? [] : [owner];
+    if (after) values.push(after.createdMicros, after.code);
+    values.push(limit);
+    const { rows } = await node.query<RawLink & { created_micros: string }>({ text: statement.text, values });
+    return rows.map((row) => ({ ...toLink(row), createdMicros: row.created_micros }));
+  }
+
   /** Locks the row for a change and returns what the credential check needs. */
-  async lockForChange(client: PoolClient, code: string): Promise<{ manageTokenHash: Buffer; deleted: boolean } | null> {
-    const { rows } = await client.query<{ manage_token_hash: Buffer; deleted: boolean }>({
+  async lockForChange(client: PoolClient, code: string): Promise<{ manageTokenHash: Buffer; owner: string | null; deleted: boolean } | null> {
+    const { rows } = await client.query<{ manage_token_hash: Buffer; owner: string | null; deleted: boolean }>({
       name: 'links-lock',
-      text: `/* writer:links.lock */ SELECT manage_token_hash, deleted_at IS NOT NULL AS deleted
+      text: `/* writer:links.lock */ SELECT manage_token_hash, owner, deleted_at IS NOT NULL AS deleted
              FROM urls WHERE code = $1 FOR UPDATE`,
       values: [code],
     });
-    return rows.length ? { manageTokenHash: rows[0].manage_token_hash, deleted: rows[0].deleted } : null;
+    return rows.length ? { manageTokenHash: rows[0].manage_token_hash, owner: rows[0].owner, deleted: rows[0].deleted } : null;
   }
 
   async update(client: PoolClient, code: string, change: LinkChange): Promise<LinkRow> {
@@ -228,3 +281,6 @@ export function cacheEntryOf(link: LinkTarget | null): CacheEntry {
   if (link.deleted) return { kind: 'gone', version: link.version };
   return { kind: 'link', version: link.version, redirectType: link.redirectType, expiresAt: link.expiresAt, url: link.url };
 }
+
+/** The listing statements, for the specs that check how PostgreSQL plans them. */
+export const LINK_STATEMENTS_FOR_TESTS = LISTING_STATEMENTS;

@@ -1,7 +1,7 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
 
 /** Fields that carry credentials: never written, wherever they appear in a log line's first two levels. */
-const SECRET_FIELDS = ['password', 'manageToken', 'token', 'adminToken', 'apiKey', 'secret', 'rpcSecret', 'connectionString'];
+const SECRET_FIELDS = ['password', 'manageToken', 'token', 'adminToken', 'apiKey', 'secret', 'rpcSecret', 'secretHash', 'connectionString'];
 
 export const REDACTED_LOG_PATHS = [
   'req.headers.authorization',
