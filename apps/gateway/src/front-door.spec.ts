@@ -49,7 +49,7 @@ describe('the JSON body parser', () => {
     expect((await post(`${'['.repeat(MAX_JSON_DEPTH)}${']'.repeat(MAX_JSON_DEPTH)}`)).statusCode).toBe(200);
   });
 
-  it.each(['constructor', 'toString', 'valueOf', 'hasOwnProperty', '__defineGetter__'])('refuses a field named %s, also nested', async (name) => {
+  it.each(['constructor', 'prototype', 'toString', 'valueOf', 'hasOwnProperty', '__defineGetter__'])('refuses a field named %s, also nested', async (name) => {
     expect((await post(`{"url":"https://e.com","${name}":1}`)).statusCode).toBe(400);
     const nested = await post(`{"url":"https://e.com","x":{"${name}":{}}}`);
     expect(nested.statusCode).toBe(400);

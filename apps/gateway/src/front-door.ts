@@ -86,7 +86,8 @@ export function jsonDepth(text: string, limit = MAX_JSON_DEPTH): number {
 
 // No request body of the API has a field named like a member of Object.prototype; the
 // validators would take `constructor` or `toString` for a known property and let it by.
-const PROTOTYPE_NAMES = new Set(Object.getOwnPropertyNames(Object.prototype));
+// `prototype` too: class-transformer skips it when it builds the DTO, so it never reaches the whitelist.
+const PROTOTYPE_NAMES = new Set([...Object.getOwnPropertyNames(Object.prototype), 'prototype']);
 
 function prototypeNamedKey(value: unknown, path: string): string | null {
   if (typeof value !== 'object' || value === null) return null;

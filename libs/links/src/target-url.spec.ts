@@ -88,7 +88,6 @@ describe('normaliseTargetUrl: blocked hosts, user info, shapes', () => {
     ['https://example.org/€uro', 'https://example.org/%E2%82%ACuro'],
     ['https://bücher.example/', 'https://xn--bcher-kva.example/'],
     ['https://example.org/😀?q=ü#ä', 'https://example.org/%F0%9F%98%80?q=%C3%BC#%C3%A4'],
-    ['https://example.org/\ud800', 'https://example.org/%EF%BF%BD'],
     ['https://ex%41mple.com/', 'https://example.com/'],
   ])('stores %j as the WHATWG serialisation %s', (input, url) => expect(normaliseTargetUrl(input, policy)).toEqual({ ok: true, url }));
 
@@ -96,6 +95,20 @@ describe('normaliseTargetUrl: blocked hosts, user info, shapes', () => {
     'refuses the unparsable %j',
     (url) => expect(refusal(url)).toMatch(/absolute URL/),
   );
+
+  it.each(['https://example.org/\ud800', 'https://example.org/a\udfffb', 'https://\ud83d.example/'])(
+    'refuses the lone surrogate in %j instead of storing U+FFFD',
+    (url) => expect(refusal(url)).toMatch(/lone surrogate/),
+  );
+
+  it.each(['https://example..org/', `https://${'a'.repeat(64)}.example.org/`, `https://${'abcdefghi.'.repeat(26)}org/`, 'https://.example.org/'])(
+    'refuses the host name DNS could not resolve in %s',
+    (url) => expect(refusal(url)).toMatch(/DNS labels/),
+  );
+
+  it('accepts labels of 63 characters and a trailing dot', () => {
+    expect(refusal(`https://${'a'.repeat(63)}.example.org./`)).toBeNull();
+  });
 
   it('measures the normalised form too', () => {
     expect(refusal(`https://example.com/${'€'.repeat(1000)}`)).toMatch(/once normalised/);

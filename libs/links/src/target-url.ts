@@ -12,6 +12,8 @@ import ipaddr from 'ipaddr.js';
 export const MAX_URL_LENGTH = 2048;
 // eslint-disable-next-line no-control-regex
 const WHITESPACE_OR_CONTROL = /[\s\u0000-\u001f\u007f-\u009f]/;
+// JSON can carry a lone UTF-16 surrogate; the URL parser would quietly turn it into U+FFFD.
+const LONE_SURROGATE = /\p{Cs}/u;
 
 export interface TargetPolicy {
   /** Hostname of PUBLIC_BASE_URL, as normaliseHostname gives it; null if none. */
@@ -95,6 +97,7 @@ export function normaliseTargetUrl(value: string, policy: TargetPolicy = OPEN_TA
   if (value.length === 0) return refuse('must not be empty');
   if (value.length > MAX_URL_LENGTH) return refuse(`must be at most ${MAX_URL_LENGTH} characters`);
   if (WHITESPACE_OR_CONTROL.test(value)) return refuse('must not contain whitespace or control characters');
+  if (LONE_SURROGATE.test(value)) return refuse('must be well-formed Unicode (no lone surrogate)');
   if (!/^https?:/i.test(value)) return /^[a-z][a-z0-9+.-]*:/i.test(value) ? refuse('must use http or https') : refuse('must be an absolute URL');
   let parsed: URL;
   try {
@@ -110,6 +113,7 @@ export function normaliseTargetUrl(value: string, policy: TargetPolicy = OPEN_TA
     return refuse('must not point at this shortener');
   }
   const addressClass = addressClassOf(host);
+  if (addressClass === null && !isDnsName(host)) return refuse('must have a host name of DNS labels of 1 to 63 characters, 253 in all');
   if (addressClass === 'own') return refuse('must not point at this shortener');
   if (addressClass === 'private' && !policy.allowPrivate) {
     return refuse('must not point at a private, loopback, link-local or unique-local address');
@@ -118,6 +122,12 @@ export function normaliseTargetUrl(value: string, policy: TargetPolicy = OPEN_TA
   const url = parsed.href;
   if (url.length > MAX_URL_LENGTH) return refuse(`must be at most ${MAX_URL_LENGTH} characters once normalised`);
   return { ok: true, url };
+}
+
+/** A name DNS can resolve: labels of 1 to 63 octets (punycode already applied), 253 in all. */
+function isDnsName(host: string): boolean {
+  if (host.length > 253) return false;
+  return host.split('.').every((label) => label.length >= 1 && label.length <= 63);
 }
 
 /** null when the target is acceptable, or what is wrong with it. */
