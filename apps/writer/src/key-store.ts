@@ -32,7 +32,7 @@ export class KeyStore {
           rateLimitPerMinute: command.rateLimitPerMinute,
         }),
       );
-      if (!row) continue; // 62^10 ids: a collision means a bad random source, or a retry after a lost answer
+      if (!row) continue; // the id is taken: among 62^10 ids, only a bad random source makes this likely
       return {
         created: { id: row.id, name: row.name, key: issued.key, rateLimitPerMinute: row.rateLimitPerMinute, createdAt: row.createdAt.toISOString() },
         shard,

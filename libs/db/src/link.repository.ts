@@ -85,8 +85,8 @@ const BEFORE = (createdMicros: string, code: string) =>
   `(created_at, code) < (timestamptz 'epoch' + ${createdMicros}::bigint * interval '1 microsecond', ${code}::text)`;
 const NEWEST_FIRST = 'ORDER BY created_at DESC, code DESC';
 
-/** GET /api/urls on one shard: served by urls_listing_by_owner and urls_listing_all (migration 4). */
-const LISTING_STATEMENTS = {
+/** GET /api/urls on one shard: served by urls_listing_by_owner and urls_listing_all (migration 4); exported for the spec of their plans. */
+export const LISTING_STATEMENTS = {
   owner: {
     first: {
       name: 'links-list-owner-first',
@@ -281,6 +281,3 @@ export function cacheEntryOf(link: LinkTarget | null): CacheEntry {
   if (link.deleted) return { kind: 'gone', version: link.version };
   return { kind: 'link', version: link.version, redirectType: link.redirectType, expiresAt: link.expiresAt, url: link.url };
 }
-
-/** The listing statements, for the specs that check how PostgreSQL plans them. */
-export const LINK_STATEMENTS_FOR_TESTS = LISTING_STATEMENTS;

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { Client, Pool } from 'pg';
 import { startPostgresServer, type RunningPostgres } from '@shortener/testing';
 import { ApiKeyRepository } from './api-key.repository';
-import { LINK_STATEMENTS_FOR_TESTS, LinkRepository, type ListedLink, type NewLink } from './link.repository';
+import { LISTING_STATEMENTS, LinkRepository, type ListedLink, type NewLink } from './link.repository';
 import { migrate } from './migrator';
 
 jest.setTimeout(60_000);
@@ -146,7 +146,7 @@ describe('the listing statements as planned', () => {
     ['the admin, first page', null, 'first', 1],
     ['the admin, a later page', null, 'next', 1],
   ] as const)('%s: an index range read backwards, about the page', async (_, owner, page, inverseShare) => {
-    const statement = LINK_STATEMENTS_FOR_TESTS[owner === null ? 'all' : 'owner'][page];
+    const statement = LISTING_STATEMENTS[owner === null ? 'all' : 'owner'][page];
     const values: unknown[] = owner === null ? [] : [owner];
     if (page === 'next') {
       const after = await middle(owner);
