@@ -2,7 +2,6 @@ import { slotOf } from '@shortener/shard-router';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
@@ -19,31 +18,21 @@ import {
 const BIN = '/usr/lib/postgresql/15/bin';
 jest.setTimeout(60_000);
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /** A throwaway PostgreSQL 15 in a temporary directory (as the `postgres` OS user when run as root: initdb refuses root). */
-async function startPostgres(): Promise<{ port: number; stop(): Promise<void> }> {
+async function startPostgres(): Promise<{ host: string; port: number; stop(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'resharding-pg-'));
   const asRoot = process.geteuid?.() === 0;
   const ids = asRoot ? { uid: Number(execFileSync('id', ['-u', 'postgres']).toString()), gid: Number(execFileSync('id', ['-g', 'postgres']).toString()) } : {};
   if (asRoot) chownSync(dir, ids.uid!, ids.gid!);
   const data = join(dir, 'data');
   execFileSync(join(BIN, 'initdb'), ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-sync', '--locale=C'], { ...ids, stdio: 'ignore' });
-  const port = await freePort();
-  const settings = ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${dir}`, '-c', 'fsync=off', '-c', 'shared_buffers=32MB'];
+  // A Unix socket in its own directory only: a server of another Jest worker is never reached.
+  const port = 5432;
+  const settings = ['-c', 'listen_addresses=', '-c', `unix_socket_directories=${dir}`, '-c', 'fsync=off', '-c', 'shared_buffers=32MB'];
   const child: ChildProcess = spawn(join(BIN, 'postgres'), ['-D', data, '-p', String(port), ...settings], { ...ids, stdio: 'ignore' });
   const deadline = Date.now() + 20_000;
   for (;;) {
-    const client = new Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' });
+    const client = new Client({ host: dir, port, user: 'postgres', database: 'postgres' });
     try {
       await client.connect();
       await client.end();
@@ -55,6 +44,7 @@ async function startPostgres(): Promise<{ port: number; stop(): Promise<void> }>
     }
   }
   return {
+    host: dir,
     port,
     stop: async () => {
       if (child.exitCode === null) {
@@ -95,13 +85,13 @@ describe('slot SQL on a real PostgreSQL 15', () => {
 
   beforeAll(async () => {
     server = await startPostgres();
-    const admin = new Client({ host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres' });
+    const admin = new Client({ host: server.host, port: server.port, user: 'postgres', database: 'postgres' });
     await admin.connect();
     await admin.query('CREATE DATABASE source');
     await admin.query('CREATE DATABASE target');
     await admin.end();
-    source = new Client({ host: '127.0.0.1', port: server.port, user: 'postgres', database: 'source' });
-    target = new Client({ host: '127.0.0.1', port: server.port, user: 'postgres', database: 'target' });
+    source = new Client({ host: server.host, port: server.port, user: 'postgres', database: 'source' });
+    target = new Client({ host: server.host, port: server.port, user: 'postgres', database: 'target' });
     await Promise.all([source.connect(), target.connect()]);
     for (const db of [source, target]) {
       await db.query(SCHEMA);

@@ -2,12 +2,11 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { chownSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './redis-server';
 
 const PG_BIN = process.env.PG_BIN || '/usr/lib/postgresql/15/bin';
 
 export interface RunningPostgres {
-  /** Superuser `postgres`, trust authentication on loopback only. */
+  /** Superuser `postgres`, trust authentication, through the Unix socket in the server's own directory. */
   connection: { host: string; port: number; user: string; database: string };
   stop(): Promise<void>;
 }
@@ -23,8 +22,10 @@ function serverUser(): { uid: number; gid: number } | undefined {
 }
 
 /**
- * A throwaway real PostgreSQL 15 (initdb in a temporary directory, fsync off) on a free
- * loopback port, for integration tests of SQL: what a statement does and how it is planned.
+ * A throwaway real PostgreSQL 15 (initdb in a temporary directory, fsync off), for
+ * integration tests of SQL: what a statement does and how it is planned. It listens on a
+ * Unix socket in its own directory only: two of them started at once by parallel Jest
+ * workers can never meet on one TCP port, nor a client reach the other's server.
  */
 export async function startPostgresServer(): Promise<RunningPostgres> {
   const directory = mkdtempSync(join(tmpdir(), 'shortener-pg-'));
@@ -36,10 +37,10 @@ export async function startPostgresServer(): Promise<RunningPostgres> {
     ...asServer,
     stdio: 'ignore',
   });
-  const port = await freePort();
+  const port = 5432; // only names the socket file inside the private directory
   const child: ChildProcess = spawn(
     join(PG_BIN, 'postgres'),
-    ['-D', dataDir, '-p', String(port), '-k', directory, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'full_page_writes=off'],
+    ['-D', dataDir, '-p', String(port), '-k', directory, '-c', 'listen_addresses=', '-c', 'fsync=off', '-c', 'full_page_writes=off'],
     { ...asServer, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   await new Promise<void>((resolve, reject) => {
@@ -54,7 +55,7 @@ export async function startPostgresServer(): Promise<RunningPostgres> {
     });
   });
   return {
-    connection: { host: '127.0.0.1', port, user: 'postgres', database: 'postgres' },
+    connection: { host: directory, port, user: 'postgres', database: 'postgres' },
     stop: () =>
       new Promise<void>((resolve) => {
         const done = () => {
