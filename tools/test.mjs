@@ -14,7 +14,7 @@
 //   E2E_SKIP_FAULTS=1                 skip the fault suite (dev aid)
 //   E2E_PORT_OFFSET=300               every port of the test stack moved by this much (a second test stack)
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -77,6 +77,40 @@ function jest(args, env, label) {
         rmSync(resultFile, { force: true });
       }
       if (code !== 0) failures.push(`${label}: jest exited with ${code ?? signal}${counted ? '' : ' (no results)'}`);
+      resolveRun(code === 0);
+    });
+  });
+}
+
+/**
+ * The stack scripts' own tests (tools/stack/*.test.mjs): plain Node ES modules, which Jest
+ * cannot load without transforms, run by node --test; counted with the unit tests.
+ */
+function nodeTests() {
+  const files = ['tools/stack'].flatMap((dir) =>
+    readdirSync(join(REPO_ROOT, dir))
+      .filter((name) => name.endsWith('.test.mjs'))
+      .map((name) => join(dir, name)),
+  );
+  if (files.length === 0) return Promise.resolve(true);
+  return new Promise((resolveRun) => {
+    const child = spawn(process.execPath, ['--test', '--test-reporter=tap', ...files], {
+      cwd: REPO_ROOT,
+      env: process.env,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk) => {
+      output += chunk;
+      process.stdout.write(chunk);
+    });
+    child.on('exit', (code, signal) => {
+      const count = (name) => Number(new RegExp(`^# ${name} (\\d+)$`, 'm').exec(output)?.[1] ?? 0);
+      totals.passed += count('pass');
+      totals.failed += count('fail');
+      totals.skipped += count('skipped') + count('todo');
+      if (code !== 0) failures.push(`unit: node --test exited with ${code ?? signal}`);
+      if (count('pass') + count('fail') === 0) failures.push('unit: node --test ran no test');
       resolveRun(code === 0);
     });
   });
@@ -270,6 +304,7 @@ if (staticChecks) {
 if (unit) {
   say('unit tests');
   await jest(['--config', 'jest.config.ts'], { ...process.env }, 'unit');
+  await nodeTests();
 }
 if (e2e) {
   say('end-to-end tests');

@@ -82,6 +82,7 @@ function missingPrerequisites({ stack = true, tools = [] } = {}) {
     }
   });
   if (!pgOk) missing.push({ what: `PostgreSQL 15 server binaries in ${pgBin}`, apt: 'postgresql-15' });
+  if (!onPath('pgbackrest')) missing.push({ what: 'pgBackRest (WAL archiving and backups of every shard)', apt: 'pgbackrest' });
   if (!onPath('redis-server')) missing.push({ what: 'redis-server', apt: 'redis-server' });
   if (javaMajor() < 17) missing.push({ what: 'a Java 17+ runtime (java)', apt: 'openjdk-17-jre-headless' });
   if (!onPath('mvn')) missing.push({ what: 'Maven (mvn), which fetches the Kafka jars', apt: 'maven' });

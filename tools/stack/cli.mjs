@@ -3,6 +3,10 @@
 // npm run stack -- stop           stops the running launcher (or, without one, whatever of the stack is left)
 // npm run stack -- psql <node>    psql on a node (database shortener) as postgres
 // npm run stack -- env            the service environment (for running one service by hand)
+// npm run stack -- backup [--type full|diff|incr]   pgBackRest backup of every shard (from a standby), then verify
+// npm run stack -- backups        the backups of every shard
+// npm run stack -- restore-point <name>             a named restore point on every shard at once
+// npm run stack -- restore --to <time|restore point|latest> --stack-dir <new dir>
 // STACK_DIR as for npm start (default .stack in the repository).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -192,7 +196,29 @@ switch (command) {
   case 'env':
     env();
     break;
+  case 'backup':
+  case 'backups':
+  case 'restore-point':
+  case 'restore': {
+    const { UsageError } = await import('./backup-plan.mjs');
+    const commands = await import('./backup.mjs');
+    const run = {
+      backup: commands.backupCommand,
+      backups: commands.backupsCommand,
+      'restore-point': commands.restorePointCommand,
+      restore: commands.restoreCommand,
+    }[command];
+    try {
+      process.exitCode = await run(inventoryOrExit(), stackDir, rest);
+    } catch (error) {
+      console.error(error instanceof UsageError ? error.message : `${command} failed: ${error.message}`);
+      process.exitCode = error instanceof UsageError ? 2 : 1;
+    }
+    break;
+  }
   default:
-    console.error('usage: npm run stack -- status | stop | psql <node> [database] | env [service]');
+    console.error(
+      'usage: npm run stack -- status | stop | psql <node> [database] | env [service] | backup [--type full|diff|incr] | backups | restore-point <name> | restore --to <time|restore point|latest> --stack-dir <dir>',
+    );
     process.exit(2);
 }

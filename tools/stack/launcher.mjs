@@ -17,6 +17,7 @@ import {
   shardNodesEnv,
 } from './config.mjs';
 import { PgCluster } from './pg.mjs';
+import { PgBackRest } from './pgbackrest.mjs';
 import { redisProcess, waitForRedis } from './redis.mjs';
 import { ensureTopics, kafkaProcess } from './kafka.mjs';
 import { Supervised } from './supervisor.mjs';
@@ -143,8 +144,11 @@ export async function launch(env = process.env) {
     })();
 
     state.pgStarting = (async () => {
+      const backups = new PgBackRest(pgCluster);
+      backups.prepare(); // before any node starts: archive_command names its config
       const { created } = await pgCluster.startAll();
       await pgCluster.waitAllAccepting();
+      await backups.ensureStanzas();
       log('info', 'postgres nodes ready', { nodes: pgCluster.nodes().length, created: created.length, seconds: (Date.now() - t0) / 1000 });
     })();
     // awaited below, one after the other: an early failure must not be an unhandled rejection

@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import pg from 'pg';
 import { HOST, SERVICE_ROLES, paths, rolePasswordFile } from './config.mjs';
+import { archiveSettings } from './pgbackrest.mjs';
 import { log, run, waitFor } from './util.mjs';
 
 /**
@@ -60,6 +61,17 @@ export class PgCluster {
     this.replicationMode = replicationMode;
     this.user = pgOsUser();
     inventory.postgres.osUser = this.user?.name ?? (process.env.USER || undefined);
+  }
+
+  /** Off only while a restore replays WAL from another stack's repository. */
+  get archiving() {
+    return this.inventory.archiving !== false;
+  }
+
+  shardOf(node) {
+    const shard = this.inventory.shards.find((candidate) => candidate.nodes.some((n) => n.name === node.name));
+    if (!shard) throw new Error(`node ${node.name} is in no shard of the inventory`);
+    return shard;
   }
 
   bin(name) {
@@ -149,6 +161,8 @@ export class PgCluster {
       'log_connections = off',
       "log_timezone = 'UTC'",
       "timezone = 'UTC'",
+      // pgBackRest (tools/stack/pgbackrest.mjs): whichever node is primary archives
+      ...(this.archiving ? archiveSettings(this.inventory, this.shardOf(node).id) : ['archive_mode = off']),
     ];
     writeFileSync(join(node.dataDir, 'stack.conf'), `${common.join('\n')}\n`);
     // Per node. pg_rewind copies every file from its source, this one too: whoever rewinds

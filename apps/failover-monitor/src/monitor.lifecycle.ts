@@ -5,6 +5,7 @@ import { ReadinessRegistry } from '@shortener/observability';
 import type { Kafka } from '@shortener/events';
 import { PinoLogger } from 'nestjs-pino';
 import { FailoverCoordinator } from './failover-coordinator';
+import { WalArchiveWatch } from './wal-archive-watch';
 import type { NodeControl } from './node-control';
 import { CLUSTER_VIEW, KAFKA, MONITOR_CONFIG, NODE_CONTROL } from './monitor.constants';
 
@@ -13,6 +14,7 @@ export class MonitorLifecycle implements OnApplicationBootstrap, OnApplicationSh
   private readonly publisher: TopologyPublisher;
   private readonly election: LeaderElection;
   private readonly coordinator: FailoverCoordinator;
+  private readonly walArchive: WalArchiveWatch;
   private leading = false;
 
   constructor(
@@ -38,11 +40,18 @@ export class MonitorLifecycle implements OnApplicationBootstrap, OnApplicationSh
       term: () => this.publisher.term,
       log: (level, message, extra) => this.logger[level]({ monitor: config.MONITOR_ID, ...extra }, message),
     });
+    this.walArchive = new WalArchiveWatch({
+      pools: cluster.pools,
+      topology: () => this.coordinator.topology,
+      isLeader: () => this.leading && this.election.isLeader(),
+      log: (level, message, extra) => this.logger[level]({ monitor: config.MONITOR_ID, ...extra }, message),
+    });
   }
 
   onApplicationBootstrap(): void {
     this.cluster.start();
     this.coordinator.start();
+    this.walArchive.start();
     // Never rejects: the group membership retries on its own while Kafka is away.
     void this.election.start();
     this.readiness.add('kafka-group', async () => this.election.isLeader() || this.cluster.hasPublishedTopology);
@@ -50,6 +59,7 @@ export class MonitorLifecycle implements OnApplicationBootstrap, OnApplicationSh
 
   async onApplicationShutdown(): Promise<void> {
     this.coordinator.stop();
+    this.walArchive.stop();
     await this.election.stop();
     await this.publisher.stop();
     await this.cluster.stop();

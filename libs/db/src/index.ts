@@ -8,6 +8,7 @@ export * from './outbox.repository';
 export * from './shard-pools';
 export * from './node-probe';
 export * from './node-admin';
+export * from './wal-archive';
 export type { Pool, PoolClient } from 'pg';
 export * from './statement-batcher';
 export * from './write-outcome';

@@ -27,7 +27,7 @@ function serverUser(): { uid: number; gid: number } | undefined {
  * Unix socket in its own directory only: two of them started at once by parallel Jest
  * workers can never meet on one TCP port, nor a client reach the other's server.
  */
-export async function startPostgresServer(): Promise<RunningPostgres> {
+export async function startPostgresServer({ settings = {} }: { settings?: Record<string, string> } = {}): Promise<RunningPostgres> {
   const directory = mkdtempSync(join(tmpdir(), 'shortener-pg-'));
   const dataDir = join(directory, 'data');
   const user = serverUser();
@@ -40,7 +40,21 @@ export async function startPostgresServer(): Promise<RunningPostgres> {
   const port = 5432; // only names the socket file inside the private directory
   const child: ChildProcess = spawn(
     join(PG_BIN, 'postgres'),
-    ['-D', dataDir, '-p', String(port), '-k', directory, '-c', 'listen_addresses=', '-c', 'fsync=off', '-c', 'full_page_writes=off'],
+    [
+      '-D',
+      dataDir,
+      '-p',
+      String(port),
+      '-k',
+      directory,
+      '-c',
+      'listen_addresses=',
+      '-c',
+      'fsync=off',
+      '-c',
+      'full_page_writes=off',
+      ...Object.entries(settings).flatMap(([key, value]) => ['-c', `${key}=${value}`]),
+    ],
     { ...asServer, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   await new Promise<void>((resolve, reject) => {

@@ -2,6 +2,7 @@ import links from './0001-links.migration';
 import urlsFillfactor from './0002-urls-fillfactor.migration';
 import serviceRoles from './0003-service-roles.migration';
 import apiKeys from './0004-api-keys.migration';
+import walHeartbeat from './0005-wal-heartbeat.migration';
 
 export interface Migration {
   version: number;
@@ -15,4 +16,5 @@ export const migrations: Migration[] = [
   { version: 2, name: 'urls-fillfactor', sql: urlsFillfactor },
   { version: 3, name: 'service-roles', sql: serviceRoles },
   { version: 4, name: 'api-keys', sql: apiKeys },
+  { version: 5, name: 'wal-heartbeat', sql: walHeartbeat },
 ];

@@ -1,0 +1,96 @@
+/**
+ * The monitor's WAL statements against a real PostgreSQL 15 with every migration: the
+ * heartbeat is a commit (it moves the WAL and the commit timestamp) that only the
+ * monitor's role may write, and pg_stat_archiver counts failed archive attempts.
+ */
+import { Client, Pool } from 'pg';
+import { startPostgresServer, type RunningPostgres } from '@shortener/testing';
+import { migrate } from './migrator';
+import { WalArchive } from './wal-archive';
+
+jest.setTimeout(60_000);
+
+let server: RunningPostgres;
+let pool: Pool;
+
+async function asRole(role: string, sql: string): Promise<string> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(`SET LOCAL ROLE ${role}`);
+    await client.query(sql);
+    return 'allowed';
+  } catch (error) {
+    return (error as Error).message;
+  } finally {
+    await client.query('ROLLBACK').catch(() => undefined);
+    client.release();
+  }
+}
+
+beforeAll(async () => {
+  server = await startPostgresServer();
+  const admin = new Client(server.connection);
+  await admin.connect();
+  await admin.query('CREATE DATABASE shortener');
+  await admin.end();
+  pool = new Pool({ ...server.connection, database: 'shortener', max: 2 });
+  pool.on('error', () => undefined);
+  const client = await pool.connect();
+  try {
+    await migrate(client);
+  } finally {
+    client.release();
+  }
+});
+
+afterAll(async () => {
+  await pool?.end();
+  await server?.stop();
+});
+
+it('writes one heartbeat row, a commit each time, moving the WAL forward', async () => {
+  const lsn = async () => (await pool.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn')).rows[0].lsn;
+  const before = await lsn();
+  await WalArchive.beat(pool);
+  const first = (await pool.query<{ beat_at: Date }>('SELECT beat_at FROM wal_heartbeat')).rows;
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  await WalArchive.beat(pool);
+  const second = (await pool.query<{ beat_at: Date }>('SELECT beat_at FROM wal_heartbeat')).rows;
+  expect(first).toHaveLength(1);
+  expect(second).toHaveLength(1);
+  expect(second[0].beat_at.getTime()).toBeGreaterThan(first[0].beat_at.getTime());
+  const [{ moved }] = (await pool.query<{ moved: string }>('SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1)::text AS moved', [before])).rows;
+  expect(Number(moved)).toBeGreaterThan(0);
+});
+
+it('lets only the monitor write the heartbeat', async () => {
+  const upsert = 'INSERT INTO wal_heartbeat (id, beat_at) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at';
+  expect(await asRole('shortener_monitor', upsert)).toBe('allowed');
+  expect(await asRole('shortener_writer', upsert)).toMatch(/permission denied/);
+  expect(await asRole('shortener_reader', 'SELECT * FROM wal_heartbeat')).toMatch(/permission denied/);
+  expect(await asRole('shortener_monitor', 'INSERT INTO wal_heartbeat (id, beat_at) VALUES (2, now())')).toMatch(/check constraint/);
+});
+
+it('reads the archiver counters: none on a server that does not archive, failures where archive_command fails', async () => {
+  expect(await WalArchive.stats(pool)).toEqual({ archivedCount: 0, failedCount: 0, lastArchivedAt: null, lastFailedAt: null });
+  const broken = await startPostgresServer({ settings: { archive_mode: 'on', archive_command: 'false' } });
+  const brokenPool = new Pool({ ...broken.connection, max: 1 });
+  brokenPool.on('error', () => undefined);
+  try {
+    await brokenPool.query('CREATE TABLE t AS SELECT 1 AS x');
+    await brokenPool.query('SELECT pg_switch_wal()');
+    const deadline = Date.now() + 20_000;
+    let stats = await WalArchive.stats(brokenPool);
+    while (stats.failedCount === 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      stats = await WalArchive.stats(brokenPool);
+    }
+    expect(stats.failedCount).toBeGreaterThan(0);
+    expect(stats.archivedCount).toBe(0);
+    expect(stats.lastFailedAt).toBeInstanceOf(Date);
+  } finally {
+    await brokenPool.end();
+    await broken.stop();
+  }
+});

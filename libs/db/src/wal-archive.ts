@@ -1,0 +1,47 @@
+import type { Pool } from 'pg';
+
+export interface ArchiverStats {
+  archivedCount: number;
+  failedCount: number;
+  lastArchivedAt: Date | null;
+  lastFailedAt: Date | null;
+}
+
+/** The leading monitor's statements for WAL archiving health (migration 5, pg_stat_archiver). */
+export const WalArchive = {
+  /**
+   * One commit on a primary. synchronous_commit = local: a shard whose replicas are all
+   * down must not hold the monitor's round until one comes back.
+   */
+  async beat(pool: Pool): Promise<void> {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query("SET LOCAL synchronous_commit = 'local'");
+      await client.query({
+        name: 'wal-heartbeat',
+        text: 'INSERT INTO wal_heartbeat (id, beat_at) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at',
+      });
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  },
+
+  async stats(pool: Pool): Promise<ArchiverStats> {
+    const { rows } = await pool.query<{ archived_count: string; failed_count: string; last_archived_time: Date | null; last_failed_time: Date | null }>({
+      name: 'wal-archiver-stats',
+      text: 'SELECT archived_count, failed_count, last_archived_time, last_failed_time FROM pg_stat_archiver',
+    });
+    const row = rows[0];
+    return {
+      archivedCount: Number(row.archived_count),
+      failedCount: Number(row.failed_count),
+      lastArchivedAt: row.last_archived_time,
+      lastFailedAt: row.last_failed_time,
+    };
+  },
+};
