@@ -1,0 +1,281 @@
+/**
+ * Backups and point-in-time recovery (docs/reference.md section 11) on the real stack:
+ * links created in four sets around a full backup, a moment T, a restore point and a
+ * failover of one shard's primary; then every shard restored into new STACK_DIRs and
+ * started: to T (A and B, not C and D), to the restore point (A to C), to the end of
+ * the archive (all four, also what the promoted replica archived after the failover).
+ * It kills a primary, so tools/test.mjs runs it with the fault suite, after the others.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { Client } from 'pg';
+import { gateway, request, sleep, uniqueTarget } from './support/http';
+import { currentPrimary, eventually, stackFromEnv, withNode, type StackHandle } from './support/stack';
+
+jest.setTimeout(600_000);
+
+const REPO = resolve(__dirname, '..', '..', '..');
+const stack: StackHandle = stackFromEnv();
+const api = gateway(stack);
+const measured: Record<string, unknown> = {};
+const offset = Number(process.env.E2E_PORT_OFFSET || 0);
+/** The restored stacks' ports, clear of the stack under test. */
+const RESTORED_PORTS = {
+  PG_BASE_PORT: String(18400 + offset),
+  REDIS_PORT: String(18379 + offset),
+  KAFKA_PORT: String(21092 + offset),
+  PORT: String(3400 + offset),
+  SERVICES_BASE_PORT: String(6100 + offset),
+};
+
+function stackCli(args: string[], env: Record<string, string> = {}): { status: number; out: string } {
+  const result = spawnSync(process.execPath, [join(REPO, 'tools', 'stack', 'cli.mjs'), ...args], {
+    cwd: REPO,
+    env: { ...process.env, STACK_DIR: stack.stackDir, ...env },
+    encoding: 'utf8',
+    timeout: 15 * 60_000,
+  });
+  return { status: result.status ?? 1, out: `${result.stdout}${result.stderr}` };
+}
+
+async function createSet(label: string, count = 12): Promise<string[]> {
+  const codes: string[] = [];
+  for (let i = 0; i < count; i++) {
+    // A failover may be settling: 503 (no writable primary) is retried, as a client would.
+    const created = await eventually(
+      async () => {
+        const answer = await api.create({ url: uniqueTarget(`backup-${label}`) });
+        if (answer.status !== 201) throw new Error(`create answered ${answer.status}`);
+        return answer.json;
+      },
+      { timeoutMs: 30_000, intervalMs: 300 },
+    );
+    codes.push(created.code);
+  }
+  return codes;
+}
+
+/** Until each shard's current primary has archived the segment holding its WAL as of now. */
+async function waitArchived(): Promise<number> {
+  const t0 = Date.now();
+  await Promise.all(
+    stack.inventory.shards.map(async (shard) => {
+      const primary = await currentPrimary(stack, shard.id);
+      const lsn = await withNode(stack, primary, async (db) => (await db.query('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn as string);
+      await eventually(
+        async () => {
+          const archived = await withNode(
+            stack,
+            primary,
+            async (db) =>
+              (await db.query("SELECT coalesce(last_archived_wal, '') >= pg_walfile_name($1) AS done FROM pg_stat_archiver", [lsn])).rows[0].done as boolean,
+          );
+          if (!archived) throw new Error(`shard ${shard.id}: WAL at ${lsn} not archived yet`);
+        },
+        { timeoutMs: 60_000, intervalMs: 500 },
+      );
+    }),
+  );
+  return Date.now() - t0;
+}
+
+interface Restored {
+  stackDir: string;
+  launcher?: ChildProcess;
+  baseUrl: string;
+}
+
+function restore(to: string, name: string): Restored & { out: string; ms: number } {
+  const stackDir = join(stack.stackDir, '..', `${name}-${process.pid}`);
+  rmSync(stackDir, { recursive: true, force: true });
+  const t0 = Date.now();
+  const result = stackCli(['restore', '--to', to, '--stack-dir', stackDir], RESTORED_PORTS);
+  if (result.status !== 0) throw new Error(`restore --to ${to} failed (${result.status}):\n${result.out}`);
+  return { stackDir, out: result.out, ms: Date.now() - t0, baseUrl: `http://127.0.0.1:${RESTORED_PORTS.PORT}` };
+}
+
+/** `npm start` on the restored STACK_DIR (the build of the stack under test is reused). */
+async function start(restored: Restored, { services = true } = {}): Promise<number> {
+  const t0 = Date.now();
+  const launcher = spawn(process.execPath, [join(REPO, 'tools', 'start.mjs')], {
+    cwd: REPO,
+    env: { ...process.env, ...RESTORED_PORTS, STACK_DIR: restored.stackDir, STACK_SKIP_BUILD: '1', STACK_SKIP_SERVICES: services ? '0' : '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  restored.launcher = launcher;
+  launcher.stderr!.resume();
+  await new Promise<void>((resolveReady, reject) => {
+    const timer = setTimeout(() => reject(new Error('the restored stack was not ready within 5 minutes')), 5 * 60_000);
+    createInterface({ input: launcher.stdout! }).on('line', (line) => {
+      if (line.startsWith('ready: ')) {
+        clearTimeout(timer);
+        resolveReady();
+      }
+    });
+    launcher.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the restored stack's launcher exited with ${code}; see ${restored.stackDir}/logs`));
+    });
+  });
+  return Date.now() - t0;
+}
+
+async function stop(restored: Restored): Promise<void> {
+  if (restored.launcher && restored.launcher.exitCode === null) {
+    const exited = new Promise((resolveExit) => restored.launcher!.once('exit', resolveExit));
+    restored.launcher.kill('SIGTERM');
+    await Promise.race([exited, sleep(120_000)]);
+  }
+  stackCli(['stop'], { STACK_DIR: restored.stackDir });
+  rmSync(restored.stackDir, { recursive: true, force: true });
+}
+
+/** The codes that exist on the restored stack's primaries (n0 of each shard), asked directly. */
+async function presentIn(restored: Restored, codes: string[]): Promise<Set<string>> {
+  const inventory = JSON.parse(readFileSync(join(restored.stackDir, 'stack.json'), 'utf8')) as StackHandle['inventory'];
+  const password = readFileSync(join(restored.stackDir, 'pg-password'), 'utf8').trim();
+  const found = new Set<string>();
+  for (const shard of inventory.shards) {
+    const node = shard.nodes[0];
+    const client = new Client({ host: node.host, port: node.port, user: 'postgres', password, database: 'shortener' });
+    await client.connect();
+    try {
+      for (const row of (await client.query('SELECT code FROM urls WHERE code = ANY($1)', [codes])).rows) found.add(row.code as string);
+    } finally {
+      await client.end();
+    }
+  }
+  return found;
+}
+
+async function redirects(restored: Restored, codes: string[]): Promise<Record<string, number>> {
+  const statuses: Record<string, number> = {};
+  for (const code of codes) statuses[code] = (await request(restored.baseUrl, `/${code}`)).status;
+  return statuses;
+}
+
+const allOf = (codes: string[], status: number) => Object.fromEntries(codes.map((code) => [code, status]));
+
+describe('backups and point-in-time recovery (docs/reference.md section 11)', () => {
+  const sets: Record<'A' | 'B' | 'C' | 'D', string[]> = { A: [], B: [], C: [], D: [] };
+  let target = '';
+  const restorePoint = `e2e-point-${process.pid}`;
+  const restored: Restored[] = [];
+
+  afterAll(async () => {
+    for (const r of restored) await stop(r).catch(() => undefined);
+    console.log(`backup suite measurements: ${JSON.stringify(measured)}`);
+  });
+
+  it('backs up every shard from a standby, verified, and lists the backups', async () => {
+    sets.A = await createSet('A');
+    const t0 = Date.now();
+    const backup = stackCli(['backup', '--type', 'full']);
+    measured.fullBackupMs = Date.now() - t0;
+    expect(backup.out).toMatch(new RegExp(`${stack.inventory.shards.length} of ${stack.inventory.shards.length} shards backed up`));
+    for (const shard of stack.inventory.shards)
+      expect(backup.out).toMatch(new RegExp(`shard-${shard.id}: full backup from s${shard.id}n\\d \\(standby\\) .* verified`));
+    expect(backup.status).toBe(0);
+    const listed = stackCli(['backups']);
+    expect(listed.status).toBe(0);
+    for (const shard of stack.inventory.shards) expect(listed.out).toMatch(new RegExp(`^shard-${shard.id}\\s+\\d{8}-\\d{6}F\\s+full\\s`, 'm'));
+  });
+
+  it('refuses bad commands and targets with a clear message, before touching anything', () => {
+    const dir = join(stack.stackDir, '..', `never-${process.pid}`);
+    expect(stackCli(['backup', '--type', 'weekly'])).toMatchObject({ status: 2, out: expect.stringMatching(/--type must be full, diff or incr/) });
+    expect(stackCli(['restore', '--to', '2020-01-01T00:00:00Z', '--stack-dir', dir], RESTORED_PORTS)).toMatchObject({
+      status: 2,
+      out: expect.stringMatching(/older than the oldest backup of shard-0/),
+    });
+    expect(stackCli(['restore', '--to', '2999-01-01T00:00:00Z', '--stack-dir', dir], RESTORED_PORTS)).toMatchObject({
+      status: 2,
+      out: expect.stringMatching(/in the future/),
+    });
+    expect(stackCli(['restore', '--to', 'no-such-point', '--stack-dir', dir], RESTORED_PORTS)).toMatchObject({
+      status: 2,
+      out: expect.stringMatching(/no restore point named "no-such-point"/),
+    });
+    expect(stackCli(['restore', '--to', 'latest', '--stack-dir', stack.stackDir])).toMatchObject({
+      status: 2,
+      out: expect.stringMatching(/must be a new directory/),
+    });
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it('keeps archiving across a failover: sets B, C (a restore point between) and D around it', async () => {
+    sets.B = await createSet('B');
+    await sleep(1500);
+    target = new Date().toISOString();
+    await sleep(1500);
+    sets.C = await createSet('C');
+    const point = stackCli(['restore-point', restorePoint]);
+    expect(point).toMatchObject({ status: 0, out: expect.stringMatching(new RegExp(`restore point "${restorePoint}" at .* shard-0 [0-9A-F]+/[0-9A-F]+`)) });
+    expect(stackCli(['restore-point', restorePoint])).toMatchObject({ status: 2, out: expect.stringMatching(/exists already/) });
+
+    const before = await currentPrimary(stack, 0);
+    const pid = Number(readFileSync(join(before.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    process.kill(pid, 'SIGKILL');
+    const after = await eventually(
+      async () => {
+        const now = await currentPrimary(stack, 0);
+        if (now.name === before.name) throw new Error('not promoted yet');
+        return now;
+      },
+      { timeoutMs: 30_000, intervalMs: 500 },
+    );
+    expect(after.name).not.toBe(before.name);
+    sets.D = await createSet('D');
+    measured.archiveWaitMs = await waitArchived();
+  });
+
+  it('restores to a time: A and B redirect on the restored stack, C and D do not', async () => {
+    const r = restore(target, 'restore-time');
+    restored.push(r);
+    measured.restoreToTimeMs = r.ms;
+    expect(r.out).toMatch(new RegExp(`restoring ${stack.inventory.shards.length} shards to ${target.replace(/\./g, '\\.')}`));
+    measured.restoredStackStartMs = await start(r);
+    expect(await redirects(r, [...sets.A, ...sets.B])).toEqual(allOf([...sets.A, ...sets.B], 302));
+    expect(await redirects(r, [...sets.C, ...sets.D])).toEqual(allOf([...sets.C, ...sets.D], 404));
+    // The restored stack is a whole one: it takes new links, and archives into its own repository.
+    const created = await request<{ code: string }>(r.baseUrl, '/api/urls', { method: 'POST', body: { url: uniqueTarget('restored') } });
+    expect(created.status).toBe(201);
+    expect((await request(r.baseUrl, `/${created.json.code}`)).status).toBe(302);
+    const info = JSON.parse(
+      spawnSync('pgbackrest', [`--config=${join(r.stackDir, 'pgbackrest', 'pgbackrest.conf')}`, '--output=json', 'info'], { encoding: 'utf8', ...asPostgres() })
+        .stdout,
+    ) as { name: string; repo: { status: { code: number } }[] }[];
+    expect(info.map((stanza) => stanza.name).sort()).toEqual(stack.inventory.shards.map((shard) => `shard-${shard.id}`).sort());
+    await stop(r);
+  });
+
+  it('restores to a named restore point: A, B and C, not D', async () => {
+    const r = restore(restorePoint, 'restore-point');
+    restored.push(r);
+    await start(r, { services: false });
+    const present = await presentIn(r, [...sets.A, ...sets.B, ...sets.C, ...sets.D]);
+    expect([...sets.A, ...sets.B, ...sets.C].filter((code) => !present.has(code))).toEqual([]);
+    expect(sets.D.filter((code) => present.has(code))).toEqual([]);
+    await stop(r);
+  });
+
+  it('restores to the end of the archive: all four sets, D from what the promoted replica archived', async () => {
+    const r = restore('latest', 'restore-latest');
+    restored.push(r);
+    measured.restoreToLatestMs = r.ms;
+    await start(r);
+    const all = [...sets.A, ...sets.B, ...sets.C, ...sets.D];
+    expect(await redirects(r, all)).toEqual(allOf(all, 302));
+    await stop(r);
+  });
+});
+
+/** pgbackrest reads the repository as the PostgreSQL OS user, who owns it. */
+function asPostgres(): { uid?: number; gid?: number; env: NodeJS.ProcessEnv } {
+  const user = stack.inventory.postgres.osUser;
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0 || !user) return { env: process.env };
+  const id = (flag: string) => Number(spawnSync('id', [flag, user], { encoding: 'utf8' }).stdout.trim());
+  return { uid: id('-u'), gid: id('-g'), env: { ...process.env, HOME: '/tmp' } };
+}
