@@ -107,11 +107,20 @@ say(restored.out.trim());
 // The restored primaries (n0 of each shard), started just to be asked which codes they hold.
 const restoredInventory = JSON.parse(readFileSync(join(restoredDir, 'stack.json'), 'utf8'));
 const password = readFileSync(join(restoredDir, 'pg-password'), 'utf8').trim();
-const asPostgres = process.getuid?.() === 0 ? { uid: Number(spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).stdout), gid: Number(spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).stdout) } : {};
+const asPostgres =
+  process.getuid?.() === 0
+    ? {
+        uid: Number(spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).stdout),
+        gid: Number(spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).stdout),
+      }
+    : {};
 const present = new Set();
 for (const shard of restoredInventory.shards) {
   const node = shard.nodes[0];
-  spawnSync(join(restoredInventory.postgres.binDir, 'pg_ctl'), ['start', '-w', '-D', node.dataDir, '-l', join(restoredDir, 'logs', `${node.name}.log`)], { ...asPostgres, stdio: 'ignore' });
+  spawnSync(join(restoredInventory.postgres.binDir, 'pg_ctl'), ['start', '-w', '-D', node.dataDir, '-l', join(restoredDir, 'logs', `${node.name}.log`)], {
+    ...asPostgres,
+    stdio: 'ignore',
+  });
   const client = new pg.Client({ host: node.host, port: node.port, user: 'postgres', password, database: 'shortener' });
   await client.connect();
   for (const row of (await client.query('SELECT code FROM urls WHERE code = ANY($1)', [before.map((ack) => ack.code)])).rows) present.add(row.code);

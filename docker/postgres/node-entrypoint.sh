@@ -20,6 +20,10 @@
 #                                            (if the peers are still standbys, it first waits
 #                                            PG_PROMOTION_WAIT_SECONDS for a promotion)
 #   otherwise                             -> start as it was
+# WAL archiving (docs/reference.md section 11): when the node runs with a pgBackRest
+# repository (PGBACKREST_REPO1_PATH or PGBACKREST_REPO1_TYPE in its environment), the stanza
+# is shard-<shard> and postgres starts with archive_mode on and `pgbackrest archive-push`:
+# every node the same, so whichever is primary archives, also after a failover.
 # Environment: POSTGRES_PASSWORD (superuser `postgres`, also the replication password),
 # PG_NODES_PER_SHARD (3), REPLICATION_MODE (quorum|async), PG_SERVICE_SUFFIX (Kubernetes:
 # appended to the peers' host names, e.g. ".shortener.svc.cluster.local").
@@ -46,6 +50,7 @@ export PG_NODE_NAME="$node_name"
 standby_names=""
 for ((i = 0; i < nodes_per_shard; i++)); do standby_names+="${standby_names:+, }s${shard}n${i}"; done
 export PG_STANDBY_NAMES="$standby_names"
+export PGBACKREST_STANZA="shard-${shard}"
 
 # The image's entrypoint starts as root and drops to `postgres`; so does this script.
 if [ "$(id -u)" = "0" ]; then
@@ -155,4 +160,7 @@ elif [ -e "$PGDATA/standby.signal" ] && primary="$(find_primary)"; then
   ensure_slot "$primary" || true
 fi
 
+if [ -n "${PGBACKREST_REPO1_PATH:-}${PGBACKREST_REPO1_TYPE:-}" ]; then
+  set -- "$@" -c archive_mode=on -c "archive_command=pgbackrest archive-push %p" -c "archive_timeout=${PG_ARCHIVE_TIMEOUT:-60s}"
+fi
 exec docker-entrypoint.sh "$@"

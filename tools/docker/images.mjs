@@ -193,12 +193,19 @@ export async function buildServiceImages(images, tag = process.env.TAG || 'local
       { env: buildEnv(), cwd: REPO_ROOT, inherit: process.env.DOCKER_BUILD_QUIET !== '1' },
     );
   }
+  // The PostgreSQL nodes: the base image plus pgBackRest (docker/postgres/Dockerfile).
+  say(`building shortener/postgres:${tag}`);
+  await docker(['build', '--network', 'host', '--build-arg', `POSTGRES_IMAGE=${images.POSTGRES_IMAGE}`, '-t', `shortener/postgres:${tag}`, 'docker/postgres'], {
+    env: buildEnv(),
+    cwd: REPO_ROOT,
+    inherit: process.env.DOCKER_BUILD_QUIET !== '1',
+  });
   say(`service images built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }
 
 /** `docker image ls` sizes of the images compose runs, for the README. */
 export async function imageSizes(images, tag = process.env.TAG || 'local') {
-  const names = [...APPS.map((app) => `shortener/${app}:${tag}`), images.POSTGRES_IMAGE, images.REDIS_IMAGE, images.KAFKA_IMAGE];
+  const names = [...APPS.map((app) => `shortener/${app}:${tag}`), `shortener/postgres:${tag}`, images.REDIS_IMAGE, images.KAFKA_IMAGE];
   const sizes = {};
   for (const name of names) {
     const { stdout } = await docker(['image', 'inspect', '--format', '{{.Size}}', name], { allowFail: true });

@@ -80,11 +80,14 @@ describe('docker/compose.yaml', () => {
     }
   });
 
-  it('runs the PostgreSQL nodes from the official image with the shared entrypoint', () => {
-    const nodes = services.filter(([, service]) => service.image?.startsWith('postgres:'));
+  it('runs the PostgreSQL nodes from the official image plus pgBackRest, with the shared entrypoint and backup repository', () => {
+    const nodes = services.filter(([, service]) => service.image?.startsWith('shortener/postgres:'));
     expect(nodes).toHaveLength(12);
     for (const [name, service] of nodes) {
-      expect(service.image).toBe('postgres:15');
+      expect(service.image).toBe('shortener/postgres:${TAG:-local}');
+      expect(service.build).toEqual({ context: './postgres', args: { POSTGRES_IMAGE: '${POSTGRES_IMAGE:-postgres:15}' } });
+      expect(service.environment).toMatchObject({ PGBACKREST_REPO1_PATH: '/var/lib/pgbackrest', PGBACKREST_PG1_PATH: '/var/lib/postgresql/data' });
+      expect(service.volumes).toContain('pgbackrest:/var/lib/pgbackrest');
       expect(service.hostname).toBe(name);
       expect(service.entrypoint).toEqual(['bash', '/opt/shortener/node-entrypoint.sh']);
       expect(service.volumes).toEqual(

@@ -158,6 +158,7 @@ describe('PostgreSQL node scripts', () => {
   const pairs = [
     ['docker/postgres/node-entrypoint.sh', 'k8s/base/postgres/node-entrypoint.sh'],
     ['docker/postgres/initdb/10-replication.sh', 'k8s/base/postgres/10-replication.sh'],
+    ['docker/postgres/backup.sh', 'k8s/base/postgres/backup.sh'],
   ];
 
   it.each(pairs)('%s and %s are the same file', (dockerCopy, kubernetesCopy) => {

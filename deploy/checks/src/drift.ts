@@ -193,14 +193,15 @@ export function composeDrift(document: ComposeDocument): string[] {
 
   const shardNodeValues = new Set(roles.map((role) => role.environment.SHARD_NODES).filter(Boolean));
   if (shardNodeValues.size !== 1) problems.push(`compose: services disagree on SHARD_NODES (${shardNodeValues.size} different values)`);
-  const postgres = Object.entries(document.services).filter(([, service]) => /^postgres:/.test(service.image ?? ''));
+  const postgres = Object.entries(document.services).filter(([, service]) => /^(shortener\/)?postgres:/.test(service.image ?? ''));
   for (const value of shardNodeValues) {
     const shards = parseShardNodes(value);
     problems.push(...shardNodeProblems(shards, 'compose'));
     const hosts = shards.flatMap((shard) => shard.nodes.map((node) => node.host));
     for (const host of hosts) {
       const service = document.services[host];
-      if (!service || !/^postgres:/.test(service.image ?? '')) problems.push(`compose: SHARD_NODES names ${host}, which is no PostgreSQL service`);
+      if (!service || !/^(shortener\/)?postgres:/.test(service.image ?? ''))
+        problems.push(`compose: SHARD_NODES names ${host}, which is no PostgreSQL service`);
       else if (service.hostname !== host) problems.push(`compose: ${host} must have hostname ${host} (node-entrypoint.sh reads shard and index from it)`);
     }
     for (const [name] of postgres) if (!hosts.includes(name)) problems.push(`compose: PostgreSQL service ${name} is not in SHARD_NODES`);
@@ -219,7 +220,7 @@ export function composeTopology(document: ComposeDocument): Topology {
     shards: shardNodes.length,
     nodesPerShard: shardNodes.map((shard) => shard.nodes.length),
     nodeNames: Object.entries(document.services)
-      .filter(([, service]) => /^postgres:/.test(service.image ?? ''))
+      .filter(([, service]) => /^(shortener\/)?postgres:/.test(service.image ?? ''))
       .map(([name]) => name)
       .sort(),
     readers: roles.filter((role) => role.app === 'reader').length,

@@ -50,7 +50,8 @@ mkdir -p "$dir"; echo 15 >"$dir/PG_VERSION"; echo "primary_conninfo = 'from-base
     );
     stub('pg_rewind', 'echo "pg_rewind $*" >>"$CALLS"');
     stub('postgres', 'echo "postgres $*" >>"$CALLS"');
-    stub('docker-entrypoint.sh', 'echo "start $*" >>"$CALLS"');
+    // the stanza only when a repository is configured, so that the other cases read as before
+    stub('docker-entrypoint.sh', 'echo "start $*${PGBACKREST_REPO1_PATH:+ stanza=$PGBACKREST_STANZA}" >>"$CALLS"');
   });
   afterEach(() => rmSync(work, { recursive: true, force: true }));
 
@@ -116,6 +117,14 @@ mkdir -p "$dir"; echo 15 >"$dir/PG_VERSION"; echo "primary_conninfo = 'from-base
     expect(result.log).toMatch(/psql s0n1 SELECT pg_create_physical_replication_slot\('s0n0', true\)/);
     expect(result.autoConf).toContain("primary_conninfo = 'host=s0n1 port=5432 user=postgres password=secret application_name=s0n0'");
     expect(result.standby).toBe(true);
+  });
+
+  it("archives WAL through pgBackRest under the shard's stanza when a repository is configured, and not without one", () => {
+    const archiving = run('s2n1', { s2n0: 't', s2n2: 't' }, primaryData, { PGBACKREST_REPO1_PATH: '/var/lib/pgbackrest' });
+    expect(archiving.status).toBe(0);
+    expect(archiving.log.trim()).toBe('start postgres -c archive_mode=on -c archive_command=pgbackrest archive-push %p -c archive_timeout=60s stanza=shard-2');
+    const plain = run('s2n1', { s2n0: 't', s2n2: 't' }, primaryData);
+    expect(plain.log.trim().split('\n').pop()).toBe('start postgres');
   });
 
   it('starts a former primary as the primary again when no peer was promoted', () => {
