@@ -169,3 +169,24 @@ export function recoveryFailure(stanza, logText) {
   const fatal = logText.split('\n').filter((line) => /FATAL|PANIC/.test(line));
   return `${stanza}: recovery failed${fatal.length ? `: ${fatal[fatal.length - 1].trim()}` : ''}`;
 }
+
+/**
+ * Whether the repository's file system can take the backup about to start: a full
+ * backup writes about what the newest full backup of each shard wrote (a first one: a
+ * third of the data, what lz4 leaves of it), a differential or incremental one a part of
+ * that; with a margin, since WAL keeps arriving meanwhile. A full repository disk would
+ * otherwise fail halfway through, and stop WAL archiving with it.
+ */
+export function repositorySpaceProblem(freeBytes, infos, type, { firstBackupBytesPerShard = 64 * 1024 * 1024 } = {}) {
+  let needed = 0;
+  for (const stanza of infos) {
+    const fulls = stanza.backup.filter((backup) => backup.type === 'full' && !backup.error);
+    const last = fulls[fulls.length - 1];
+    const fullBytes = last ? last.info.repository.size : firstBackupBytesPerShard;
+    needed += type === 'full' || !last ? fullBytes : fullBytes / 4;
+  }
+  const wanted = Math.ceil(needed * 1.5);
+  if (freeBytes >= wanted) return null;
+  const mb = (bytes) => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
+  return `the repository's disk has ${mb(freeBytes)} free; a ${type} backup of ${infos.length} shards needs about ${mb(wanted)} (with WAL arriving meanwhile): free space or move the repository before backing up`;
+}

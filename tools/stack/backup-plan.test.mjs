@@ -11,6 +11,7 @@ import {
   parseTarget,
   postgresTime,
   recoveryFailure,
+  repositorySpaceProblem,
   restoreTargetOptions,
 } from './backup-plan.mjs';
 
@@ -120,4 +121,18 @@ test('backups prints one row per backup of each shard, in shard order', () => {
     /^shard-2\s+20261203-100000F\s+full\s+2026-12-03T10:00:00.000Z\s+2026-12-03T10:00:30.000Z\s+30.0 MB\s+6.0 MB\s+000000010000000000000008\s+000000010000000000000009$/,
   );
   assert.match(table[2], /^shard-10\s+\(no backup\)$/);
+});
+
+test('a backup that the repository disk cannot hold is refused before it starts', () => {
+  const MB = 1024 * 1024;
+  const infos = [
+    { name: 'shard-0', backup: [BACKUPS[0]] },
+    { name: 'shard-1', backup: [] },
+  ];
+  // full: 6 MB (shard-0's last full) + 64 MB (shard-1's first), times 1.5 = 105 MB
+  assert.equal(repositorySpaceProblem(200 * MB, infos, 'full'), null);
+  assert.match(repositorySpaceProblem(100 * MB, infos, 'full'), /has 100 MB free; a full backup of 2 shards needs about 105 MB/);
+  // incremental: a quarter of shard-0's full, shard-1 still needs a whole first one
+  assert.equal(repositorySpaceProblem(100 * MB, infos, 'incr'), null);
+  assert.match(repositorySpaceProblem(10 * MB, infos, 'incr'), /needs about 98 MB/);
 });

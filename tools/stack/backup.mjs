@@ -3,7 +3,7 @@
 // (docs/reference.md section 11). pgBackRest does the work; this file decides which node
 // to copy from, records restore points, and turns a restored primary per shard into a new
 // STACK_DIR that `npm start` brings up with its replicas rebuilt.
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { REPO_ROOT, buildInventory, paths, readEnvironment } from './config.mjs';
 import { PgCluster } from './pg.mjs';
@@ -17,6 +17,7 @@ import {
   parseRestorePointArgs,
   parseTarget,
   recoveryFailure,
+  repositorySpaceProblem,
   restoreTargetOptions,
 } from './backup-plan.mjs';
 import { canConnect, sleep } from './util.mjs';
@@ -59,6 +60,9 @@ export async function backupCommand(inventory, stackDir, argv) {
   const failed = [];
   const t0 = Date.now();
   let total = 0;
+  const { bavail, bsize } = statfsSync(backupPaths(stackDir).repo);
+  const spaceProblem = repositorySpaceProblem(bavail * bsize, await backrest.info(), type);
+  if (spaceProblem) throw new Error(spaceProblem);
   for (const shard of inventory.shards) {
     const stanza = stanzaOf(shard.id);
     const t = Date.now();
