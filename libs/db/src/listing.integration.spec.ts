@@ -4,11 +4,11 @@
  * read backwards, never a scan, whatever the page), and what each service role may do.
  */
 import { createHash } from 'node:crypto';
-import { Client, Pool } from 'pg';
+import type { Pool } from 'pg';
 import { startPostgresServer, type RunningPostgres } from '@shortener/testing';
 import { ApiKeyRepository } from './api-key.repository';
 import { LISTING_STATEMENTS, LinkRepository, type ListedLink, type NewLink } from './link.repository';
-import { migrate } from './migrator';
+import { asRole as asRoleIn, migratedDatabase } from './migrated-database.spec-helper';
 
 jest.setTimeout(60_000);
 
@@ -48,20 +48,7 @@ async function listAll(owner: string | null, limit: number): Promise<ListedLink[
 
 beforeAll(async () => {
   server = await startPostgresServer();
-  const admin = new Client(server.connection);
-  await admin.connect();
-  await admin.query('CREATE DATABASE shortener');
-  await admin.end();
-  pool = new Pool({ ...server.connection, database: 'shortener', max: 4 });
-  // An idle client told of the server's shutdown must not become an unhandled error; a
-  // query in flight still fails its test.
-  pool.on('error', () => undefined);
-  const client = await pool.connect();
-  try {
-    await migrate(client);
-  } finally {
-    client.release();
-  }
+  pool = await migratedDatabase(server);
   await insert(Array.from({ length: 40 }, (_, i) => newLink(`rare${String(i).padStart(3, '0')}`, RARE)));
   // Batches of 500 share one statement, hence one created_at: ties broken by the code.
   for (let batch = 0; batch < LINKS_PER_OWNER / 500; batch++) {
@@ -182,20 +169,7 @@ describe('ApiKeyRepository and the roles', () => {
   });
 
   it('lets the writer create and revoke keys but never delete one, and the reader only read them', async () => {
-    const asRole = async (role: string, sql: string) => {
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
-        await client.query(`SET LOCAL ROLE ${role}`);
-        await client.query(sql);
-        return 'allowed';
-      } catch (error) {
-        return (error as Error).message;
-      } finally {
-        await client.query('ROLLBACK').catch(() => undefined);
-        client.release();
-      }
-    };
+    const asRole = (role: string, sql: string) => asRoleIn(pool, role, sql);
     expect(await asRole('shortener_writer', "INSERT INTO api_keys (id, name, secret_hash) VALUES ('RoleKey001', 'w', '\\x00')")).toBe('allowed');
     expect(await asRole('shortener_writer', "UPDATE api_keys SET revoked_at = now() WHERE id = 'KeyOne0001'")).toBe('allowed');
     expect(await asRole('shortener_writer', 'DELETE FROM api_keys')).toMatch(/permission denied/);

@@ -3,45 +3,20 @@
  * heartbeat is a commit (it moves the WAL and the commit timestamp) that only the
  * monitor's role may write, and pg_stat_archiver counts failed archive attempts.
  */
-import { Client, Pool } from 'pg';
+import { Pool } from 'pg';
 import { startPostgresServer, type RunningPostgres } from '@shortener/testing';
-import { migrate } from './migrator';
+import { asRole as asRoleIn, migratedDatabase } from './migrated-database.spec-helper';
 import { WalArchive } from './wal-archive';
 
 jest.setTimeout(60_000);
 
 let server: RunningPostgres;
 let pool: Pool;
-
-async function asRole(role: string, sql: string): Promise<string> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    await client.query(`SET LOCAL ROLE ${role}`);
-    await client.query(sql);
-    return 'allowed';
-  } catch (error) {
-    return (error as Error).message;
-  } finally {
-    await client.query('ROLLBACK').catch(() => undefined);
-    client.release();
-  }
-}
+const asRole = (role: string, sql: string) => asRoleIn(pool, role, sql);
 
 beforeAll(async () => {
   server = await startPostgresServer();
-  const admin = new Client(server.connection);
-  await admin.connect();
-  await admin.query('CREATE DATABASE shortener');
-  await admin.end();
-  pool = new Pool({ ...server.connection, database: 'shortener', max: 2 });
-  pool.on('error', () => undefined);
-  const client = await pool.connect();
-  try {
-    await migrate(client);
-  } finally {
-    client.release();
-  }
+  pool = await migratedDatabase(server, 2);
 });
 
 afterAll(async () => {
