@@ -177,12 +177,24 @@ export async function restoreCommand(source, sourceStackDir, argv) {
 
   // The new stack: the source's shards (the slot map is the ring of these shards) on the
   // ports this environment gives, as `npm start` with that STACK_DIR would choose them.
-  const config = readEnvironment({
-    ...process.env,
-    STACK_DIR: stackDir,
-    SHARDS: String(source.shards.length),
-    REPLICAS: String(source.shards[0].nodes.length - 1),
-  });
+  const environment = { ...process.env, STACK_DIR: stackDir, SHARDS: String(source.shards.length), REPLICAS: String(source.shards[0].nodes.length - 1) };
+  // Ports not given are chosen clear of whatever runs (the source stack, most likely): the
+  // defaults, else the first of +1000, +2000, ... that is free. `npm start` may move them again.
+  const taken = async (ports) => (await Promise.all(ports.map((port) => canConnect('127.0.0.1', port, 300)))).some(Boolean);
+  const defaults = readEnvironment(environment);
+  const choose = async (name, base, portsAt) => {
+    if (process.env[name]) return;
+    for (let step = 0; step <= 20; step++) {
+      if (!(await taken(portsAt(base + step * 1000)))) {
+        environment[name] = String(base + step * 1000);
+        return;
+      }
+    }
+  };
+  await choose('PG_BASE_PORT', defaults.pgBasePort, (base) => source.shards.flatMap((shard) => shard.nodes.map((_, index) => base + shard.id * 8 + index)));
+  await choose('REDIS_PORT', defaults.redisPort, (port) => [port]);
+  await choose('KAFKA_PORT', defaults.kafkaPort, (port) => [port, port + 1]);
+  const config = readEnvironment(environment);
   const inventory = { ...buildInventory(config, undefined), replicationMode: source.replicationMode, archiving: false };
   for (const shard of inventory.shards) {
     for (const node of shard.nodes) {
@@ -258,7 +270,7 @@ export async function restoreCommand(source, sourceStackDir, argv) {
   };
   writeFileSync(p.stackJson, `${JSON.stringify({ ...kept, restoredFrom }, null, 2)}\n`);
   say(
-    `restored in ${((Date.now() - t0) / 1000).toFixed(1)} s; start it with: STACK_DIR=${stackDir} PORT=<port> SERVICES_BASE_PORT=<port> npm start (replicas are rebuilt from each restored primary)`,
+    `restored in ${((Date.now() - t0) / 1000).toFixed(1)} s (PostgreSQL from port ${config.pgBasePort}, Redis ${config.redisPort}, Kafka ${config.kafkaPort}); start it with: STACK_DIR=${stackDir} PORT=<port> SERVICES_BASE_PORT=<port> npm start (replicas are rebuilt from each restored primary; PG_BASE_PORT, REDIS_PORT and KAFKA_PORT may move it at that first start)`,
   );
   return 0;
 }

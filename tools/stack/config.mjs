@@ -81,6 +81,8 @@ export function readEnvironment(env = process.env) {
     skipServices: flag(env, 'STACK_SKIP_SERVICES'),
     skipBuild: flag(env, 'STACK_SKIP_BUILD'),
     logLevel: env.LOG_LEVEL && env.LOG_LEVEL !== '' ? env.LOG_LEVEL : 'info',
+    // Which infrastructure ports this start was given (a restored stack takes them at its first start).
+    portsGiven: { pg: Boolean(env.PG_BASE_PORT), redis: Boolean(env.REDIS_PORT), kafka: Boolean(env.KAFKA_PORT) },
   };
   if (config.pgBasePort + (config.shards - 1) * 8 + config.replicas > 65535) {
     throw new ConfigError('PG_BASE_PORT is too high for SHARDS x (1 + REPLICAS) nodes');
@@ -141,7 +143,24 @@ export function buildInventory(config, previous) {
   let redisPort = config.redisPort;
   let kafkaPort = config.kafkaPort;
   let replicationMode = config.replicationMode;
-  if (previous) {
+  // A stack that `npm run stack -- restore` wrote and that never ran: it has no replica yet,
+  // so its nodes may still move to the ports this first start is given.
+  const firstStartOfRestore = Boolean(previous?.restoredFrom && !previous.restoredFrom.startedAt);
+  if (firstStartOfRestore) {
+    const given = config.portsGiven ?? {};
+    shards = previous.shards.map((shard) => ({
+      id: shard.id,
+      nodes: shard.nodes.map((node, index) => ({
+        ...node,
+        port: given.pg ? config.pgBasePort + shard.id * 8 + index : node.port,
+        dataDir: join(p.pg, node.name),
+      })),
+    }));
+    redisPort = given.redis ? config.redisPort : (previous.redis?.port ?? redisPort);
+    const broker = previous.kafka?.brokers?.[0];
+    kafkaPort = given.kafka || !broker ? config.kafkaPort : Number(broker.split(':').pop());
+    replicationMode = previous.replicationMode ?? replicationMode;
+  } else if (previous) {
     shards = previous.shards.map((shard) => ({
       id: shard.id,
       nodes: shard.nodes.map((node) => ({ ...node, dataDir: join(p.pg, node.name) })),
@@ -201,6 +220,7 @@ export function buildInventory(config, previous) {
     },
     services,
     logs: p.logs,
+    ...(previous?.restoredFrom ? { restoredFrom: { ...previous.restoredFrom, startedAt: previous.restoredFrom.startedAt ?? new Date().toISOString() } } : {}),
   };
 }
 

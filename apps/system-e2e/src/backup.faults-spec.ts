@@ -30,10 +30,12 @@ const RESTORED_PORTS = {
   SERVICES_BASE_PORT: String(6100 + offset),
 };
 
-function stackCli(args: string[], env: Record<string, string> = {}): { status: number; out: string } {
+function stackCli(args: string[], env: Record<string, string> = {}, { withoutPorts = false } = {}): { status: number; out: string } {
+  const inherited = { ...process.env };
+  if (withoutPorts) for (const name of Object.keys(RESTORED_PORTS)) delete inherited[name];
   const result = spawnSync(process.execPath, [join(REPO, 'tools', 'stack', 'cli.mjs'), ...args], {
     cwd: REPO,
-    env: { ...process.env, STACK_DIR: stack.stackDir, ...env },
+    env: { ...inherited, STACK_DIR: stack.stackDir, ...env },
     encoding: 'utf8',
     timeout: 15 * 60_000,
   });
@@ -87,11 +89,12 @@ interface Restored {
   baseUrl: string;
 }
 
-function restore(to: string, name: string): Restored & { out: string; ms: number } {
+/** `restore` into a new directory, on the restored stacks' ports, or (withoutPorts) on ports it chooses. */
+function restore(to: string, name: string, { withoutPorts = false } = {}): Restored & { out: string; ms: number } {
   const stackDir = join(stack.stackDir, '..', `${name}-${process.pid}`);
   rmSync(stackDir, { recursive: true, force: true });
   const t0 = Date.now();
-  const result = stackCli(['restore', '--to', to, '--stack-dir', stackDir], RESTORED_PORTS);
+  const result = stackCli(['restore', '--to', to, '--stack-dir', stackDir], withoutPorts ? {} : RESTORED_PORTS, { withoutPorts });
   if (result.status !== 0) throw new Error(`restore --to ${to} failed (${result.status}):\n${result.out}`);
   return { stackDir, out: result.out, ms: Date.now() - t0, baseUrl: `http://127.0.0.1:${RESTORED_PORTS.PORT}` };
 }
@@ -251,10 +254,20 @@ describe('backups and point-in-time recovery (docs/reference.md section 11)', ()
     await stop(r);
   });
 
-  it('restores to a named restore point: A, B and C, not D', async () => {
-    const r = restore(restorePoint, 'restore-point');
+  it('restores to a named restore point: A, B and C, not D (on ports it chose, moved by the first start)', async () => {
+    const r = restore(restorePoint, 'restore-point', { withoutPorts: true });
     restored.push(r);
+    const chosen = Number(/PostgreSQL from port (\d+)/.exec(r.out)?.[1]);
+    const inUse = stack.inventory.shards.flatMap((shard) => shard.nodes.map((node) => node.port));
+    expect(chosen).toBeGreaterThan(0);
+    expect(inUse).not.toContain(chosen);
     await start(r, { services: false });
+    const started = JSON.parse(readFileSync(join(r.stackDir, 'stack.json'), 'utf8')) as {
+      shards: { nodes: { port: number }[] }[];
+      restoredFrom: { to: string; startedAt?: string };
+    };
+    expect(started.shards[0].nodes[0].port).toBe(Number(RESTORED_PORTS.PG_BASE_PORT));
+    expect(started.restoredFrom).toMatchObject({ to: restorePoint, startedAt: expect.any(String) });
     const present = await presentIn(r, [...sets.A, ...sets.B, ...sets.C, ...sets.D]);
     expect([...sets.A, ...sets.B, ...sets.C].filter((code) => !present.has(code))).toEqual([]);
     expect(sets.D.filter((code) => present.has(code))).toEqual([]);
