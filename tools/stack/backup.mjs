@@ -7,7 +7,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync,
 import { join, resolve } from 'node:path';
 import { REPO_ROOT, buildInventory, paths, readEnvironment } from './config.mjs';
 import { PgCluster } from './pg.mjs';
-import { PgBackRest, backupPaths, stanzaOf } from './pgbackrest.mjs';
+import { PgBackRest, backupPaths, stanzaOf, writeRestoreConfig } from './pgbackrest.mjs';
 import {
   UsageError,
   backupsTable,
@@ -208,6 +208,7 @@ export async function restoreCommand(source, sourceStackDir, argv) {
   copyFileSync(paths(sourceStackDir).pgPassword, p.pgPassword);
   const cluster = clusterOf(inventory, stackDir);
   cluster.prepareDirectories();
+  const restoreConfig = writeRestoreConfig(source, stackDir, cluster.user);
   say(
     `restoring ${plan.length} shards to ${target.kind === 'time' ? target.time.toISOString() : target.kind === 'name' ? `restore point "${target.name}" (${target.time.toISOString()})` : 'the end of the archived WAL'} into ${stackDir}`,
   );
@@ -216,7 +217,9 @@ export async function restoreCommand(source, sourceStackDir, argv) {
   const restoreShard = async ({ shard, stanza, backup }) => {
     const t = Date.now();
     const node = inventory.shards[shard.id].nodes[0];
-    await backrest.exec([`--stanza=${stanza}`, `--pg1-path=${node.dataDir}`, `--set=${backup.label}`, ...restoreTargetOptions(target), 'restore']);
+    await backrest.exec([`--stanza=${stanza}`, `--pg1-path=${node.dataDir}`, `--set=${backup.label}`, ...restoreTargetOptions(target), 'restore'], {
+      config: restoreConfig,
+    });
     rmSync(join(node.dataDir, 'standby.signal'), { force: true });
     dropAutoConfKeys(cluster, node.dataDir, ['primary_conninfo', 'primary_slot_name', 'synchronous_standby_names', 'archive_mode']);
     cluster.writeConfig(node); // this stack's port and socket; archiving off while replaying

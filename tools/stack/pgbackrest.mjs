@@ -36,8 +36,8 @@ export function backupPaths(stackDir) {
 }
 
 /** pgbackrest.conf for an inventory (stack.json): the repository, then one stanza per shard. */
-export function pgbackrestConfig(inventory, { repo } = {}) {
-  const b = backupPaths(inventory.stackDir);
+export function pgbackrestConfig(inventory, { repo, workDir = inventory.stackDir, archiveAsync = true } = {}) {
+  const b = backupPaths(workDir);
   const lines = [
     '# Written by tools/stack/pgbackrest.mjs at every start of the local stack; do not edit.',
     '[global]',
@@ -46,7 +46,7 @@ export function pgbackrestConfig(inventory, { repo } = {}) {
     'repo1-retention-full-type=count',
     'compress-type=lz4',
     'start-fast=y',
-    'archive-async=y',
+    `archive-async=${archiveAsync ? 'y' : 'n'}`,
     `spool-path=${b.spool}`,
     `lock-path=${b.lock}`,
     `log-path=${b.logs}`,
@@ -114,4 +114,21 @@ export class PgBackRest {
 
 export function restorePointsFile(stackDir) {
   return backupPaths(stackDir).restorePoints;
+}
+
+/**
+ * What a restore into `stackDir` reads the source's repository with: the source's stanzas,
+ * but synchronous archive-get and its own spool, lock and log directories, so that it never
+ * waits on the archive lock of the source's archive-push, which keeps running beside it.
+ */
+export function writeRestoreConfig(source, stackDir, user) {
+  const b = backupPaths(stackDir);
+  for (const dir of [b.dir, b.spool, b.lock, b.logs]) {
+    mkdirSync(dir, { recursive: true, mode: 0o750 });
+    if (user) chownSync(dir, user.uid, user.gid);
+  }
+  const file = join(b.dir, 'restore-source.conf');
+  writeFileSync(file, pgbackrestConfig(source, { repo: backupPaths(source.stackDir).repo, workDir: stackDir, archiveAsync: false }), { mode: 0o640 });
+  if (user) chownSync(file, user.uid, user.gid);
+  return file;
 }
