@@ -10,6 +10,7 @@
 // the builder and dependency stages, and every layer up to `npm ci` is reused while the
 // lock file is unchanged, so a code change rebuilds only the compile step and the layers
 // after it.
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -39,7 +40,19 @@ const NODE_VERSION = '20.20.2';
 const NPM_VERSION = '11.19.1';
 const CACHE_DIR = process.env.SHORTENER_DOCKER_CACHE || join(homedir(), '.cache', 'shortener-docker');
 
-const buildEnv = () => ({ ...process.env, DOCKER_BUILDKIT: '1' });
+/**
+ * BuildKit when the CLI has it: Debian's docker.io 20.10 ships without the buildx component
+ * its CLI then insists on, so there the classic builder runs (the Dockerfiles use nothing
+ * BuildKit-only; it builds every stage, from cache after the first time).
+ */
+let buildKit;
+function buildEnv() {
+  if (buildKit === undefined) {
+    const probe = spawnSync(dockerBin, ['buildx', 'version'], { stdio: 'ignore' });
+    buildKit = process.env.DOCKER_BUILDKIT ?? (probe.status === 0 ? '1' : '0');
+  }
+  return { ...process.env, DOCKER_BUILDKIT: buildKit };
+}
 
 async function imageExists(tag) {
   return (await docker(['image', 'inspect', '--format', '{{.Id}}', tag], { allowFail: true })).code === 0;

@@ -26,3 +26,10 @@ SQL
 
 # Streaming replication and pg_rewind from any address of the private network, with a password.
 echo "host replication all all scram-sha-256" >>"$PGDATA/pg_hba.conf"
+
+# The shard's pgBackRest stanza, so that archiving works from the first segment (the node
+# runs with a repository configured: node-entrypoint.sh). Idempotent; a failure here only
+# delays archiving until the first backup (backup.sh creates it too).
+if [ -n "${PGBACKREST_REPO1_PATH:-}${PGBACKREST_REPO1_TYPE:-}" ]; then
+  pgbackrest --pg1-socket-path=/var/run/postgresql stanza-create || echo "10-replication.sh: pgbackrest stanza-create failed; backup.sh will retry" >&2
+fi

@@ -12,7 +12,18 @@ set -Eeuo pipefail
 
 type="${1:-incr}"
 case "$type" in full | diff | incr) ;; *) echo "backup.sh: type must be full, diff or incr; got '$type'" >&2; exit 64 ;; esac
-stanza="${PGBACKREST_STANZA:?PGBACKREST_STANZA is not set: is this a PostgreSQL node of the shortener?}"
+# `docker exec` / `kubectl exec` do not see what node-entrypoint.sh exported: the stanza
+# comes from the host name the same way (s<shard>n<index>, pg-s<shard>-<ordinal>).
+host_name="${PG_HOSTNAME:-$(hostname)}"
+if [ -z "${PGBACKREST_STANZA:-}" ]; then
+  if [[ "$host_name" =~ ^s([0-9]+)n[0-9]+$ || "$host_name" =~ ^pg-s([0-9]+)-[0-9]+$ ]]; then
+    export PGBACKREST_STANZA="shard-${BASH_REMATCH[1]}"
+  else
+    echo "backup.sh: cannot tell the shard from host name '$host_name'" >&2
+    exit 64
+  fi
+fi
+stanza="$PGBACKREST_STANZA"
 
 if [ "$(psql -h /var/run/postgresql -U postgres -d postgres -XtAc 'SELECT pg_is_in_recovery()')" != "f" ]; then
   echo "backup.sh: $(hostname) is not the primary of $stanza" >&2
