@@ -36,10 +36,7 @@ async function roles(cluster, shard) {
   return Promise.all(
     shard.nodes.map(async (node) => {
       try {
-        const [row] = await cluster.query(
-          node,
-          'SELECT pg_is_in_recovery() AS standby, (SELECT status FROM pg_stat_wal_receiver) AS receiver, EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float AS replay_age',
-        );
+        const [row] = await cluster.query(node, 'SELECT pg_is_in_recovery() AS standby, (SELECT status FROM pg_stat_wal_receiver) AS receiver');
         return { node, standby: row.standby, streaming: row.receiver === 'streaming' };
       } catch {
         return { node, standby: null, streaming: false };

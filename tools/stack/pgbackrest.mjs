@@ -112,10 +112,6 @@ export class PgBackRest {
   }
 }
 
-export function restorePointsFile(stackDir) {
-  return backupPaths(stackDir).restorePoints;
-}
-
 /**
  * What a restore into `stackDir` reads the source's repository with: the source's stanzas,
  * but synchronous archive-get and its own spool, lock and log directories, so that it never
