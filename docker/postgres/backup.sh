@@ -29,7 +29,12 @@ if [ "$(psql -h /var/run/postgresql -U postgres -d postgres -XtAc 'SELECT pg_is_
   echo "backup.sh: $(hostname) is not the primary of $stanza" >&2
   exit 3
 fi
-pgbackrest stanza-create >/dev/null
+# A running async archive-push may hold the stanza's archive lock for a moment (error 50).
+for attempt in 1 2 3 4 5 6 7 8 9 10; do
+  pgbackrest stanza-create >/dev/null 2>&1 && break
+  [ "$attempt" = 10 ] && { echo "backup.sh: pgbackrest stanza-create of $stanza kept failing" >&2; exit 1; }
+  sleep 1
+done
 started=$SECONDS
 pgbackrest --type="$type" backup
 pgbackrest verify

@@ -10,7 +10,7 @@
 import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { paths } from './config.mjs';
-import { run } from './util.mjs';
+import { run, sleep } from './util.mjs';
 
 /** A new segment at least every 10 s while anything is written (the RPO of the local stack). */
 export const ARCHIVE_TIMEOUT_SECONDS = 10;
@@ -100,9 +100,23 @@ export class PgBackRest {
     return run('pgbackrest', [`--config=${config}`, ...args], this.cluster.spawnOptions({ allowFail, timeoutMs }));
   }
 
-  /** stanza-create for every shard that has none yet (idempotent: it checks an existing one). */
+  /**
+   * stanza-create for every shard (idempotent: it checks an existing one). A node that
+   * started archiving already may hold the stanza's archive lock in its async archive-push
+   * for a moment: that refusal (error 50) is waited out, any other error is not.
+   */
   async ensureStanzas() {
-    await Promise.all(this.inventory.shards.map((shard) => this.exec([`--stanza=${stanzaOf(shard.id)}`, 'stanza-create'], { timeoutMs: 120_000 })));
+    await Promise.all(
+      this.inventory.shards.map(async (shard) => {
+        for (let attempt = 1; ; attempt++) {
+          const result = await this.exec([`--stanza=${stanzaOf(shard.id)}`, 'stanza-create'], { timeoutMs: 120_000, allowFail: true });
+          if (result.code === 0) return;
+          if (result.code !== 50 || attempt >= 30)
+            throw new Error(`pgbackrest stanza-create of ${stanzaOf(shard.id)} exited with ${result.code}: ${result.stderr.trim()}`);
+          await sleep(500);
+        }
+      }),
+    );
   }
 
   /** `pgbackrest info` as JSON: one entry per stanza. */
