@@ -64,7 +64,7 @@ async function writeStackDir(started) {
     postgres: { version: 15, binDir: '', user: 'postgres', database: 'shortener', passwordFile: join(stackDir, 'pg-password'), socketDir: '' },
     shards,
     migrations: { applied: true },
-    redis: { host: 'redis', port: 6379, url: 'redis://redis:6379' },
+    redis: { host: 'redis-0', port: 6379, url: 'redis://redis-0:6379', cluster: { nodes: ['redis-0:6379', 'redis-1:6379', 'redis-2:6379'] } },
     kafka: {
       brokers: ['kafka:9092'],
       controller: 'kafka:9093',

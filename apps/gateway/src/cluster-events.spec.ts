@@ -229,3 +229,21 @@ describe('GET /api/cluster/events', () => {
     expect(hub.listeners).toBe(0);
   });
 });
+
+describe('clusterDocument', () => {
+  const topology = configuredTopology(config);
+  it('names the Redis server of REDIS_URL', () => {
+    expect(clusterDocument(topology, [], config).redis).toEqual({ host: '127.0.0.1', port: 6390 });
+  });
+  it('names a Redis Cluster by its seed nodes, the first as host and port', () => {
+    const clustered = {
+      ...config,
+      REDIS_URL: undefined,
+      REDIS_CLUSTER_NODES: [
+        { host: 'redis-0', port: 6379 },
+        { host: 'redis-1', port: 6380 },
+      ],
+    };
+    expect(clusterDocument(topology, [], clustered).redis).toEqual({ host: 'redis-0', port: 6379, cluster: { nodes: ['redis-0:6379', 'redis-1:6380'] } });
+  });
+});

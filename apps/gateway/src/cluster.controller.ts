@@ -22,7 +22,11 @@ export interface ClusterNodeView {
   lagSeconds: number | null;
 }
 
-export function clusterDocument(topology: Topology, health: NodeHealth[], config: Pick<GatewayEnvironment, 'REDIS_URL' | 'KAFKA_BROKERS'>) {
+export function clusterDocument(
+  topology: Topology,
+  health: NodeHealth[],
+  config: Pick<GatewayEnvironment, 'REDIS_URL' | 'REDIS_CLUSTER_NODES' | 'KAFKA_BROKERS'>,
+) {
   const healthByName = new Map(health.map((node) => [node.name, node]));
   const view = (name: string, role: 'primary' | 'replica'): ClusterNodeView => {
     const address = topology.nodes.find((node) => node.name === name)!;
@@ -37,7 +41,13 @@ export function clusterDocument(topology: Topology, health: NodeHealth[], config
       lagSeconds: role === 'primary' ? null : (seen?.lagSeconds ?? null),
     };
   };
-  const redis = new URL(config.REDIS_URL);
+  const clusterNodes = config.REDIS_CLUSTER_NODES ?? [];
+  const redisUrl = config.REDIS_URL ? new URL(config.REDIS_URL) : null;
+  // A Redis Cluster is named by its seed nodes; `host`/`port` stay those of the first one.
+  const redis =
+    clusterNodes.length > 0
+      ? { host: clusterNodes[0].host, port: clusterNodes[0].port, cluster: { nodes: clusterNodes.map(({ host, port }) => `${host}:${port}`) } }
+      : { host: redisUrl!.hostname, port: Number(redisUrl!.port || 6379) };
   return {
     epoch: topology.epoch,
     replicationMode: topology.replicationMode,
@@ -48,7 +58,7 @@ export function clusterDocument(topology: Topology, health: NodeHealth[], config
       replicas: shard.replicas.map((name) => view(name, 'replica')),
     })),
     failovers: topology.failovers,
-    redis: { host: redis.hostname, port: Number(redis.port || 6379) },
+    redis,
     kafka: { brokers: config.KAFKA_BROKERS.map(({ host, port }) => `${host}:${port}`) },
   };
 }

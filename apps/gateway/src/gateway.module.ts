@@ -1,7 +1,7 @@
 import { Module, ValidationPipe, type DynamicModule } from '@nestjs/common';
 import { APP_PIPE } from '@nestjs/core';
 import type { ValidationError } from 'class-validator';
-import { createRedis, LinkCache } from '@shortener/cache';
+import { createRedis, LinkCache, redisTargetOf } from '@shortener/cache';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
 import type { GatewayEnvironment } from '@shortener/config';
 import { DomainError, type FieldError } from '@shortener/contracts';
@@ -107,7 +107,7 @@ export class GatewayModule {
               (error) => log.warn({ err: error.message }, 'topology follower'),
             ),
         },
-        { provide: LINK_CACHE, useFactory: () => new LinkCache(createRedis(config.REDIS_URL)) },
+        { provide: LINK_CACHE, useFactory: () => new LinkCache(createRedis(redisTargetOf(config))) },
         { provide: API_KEYS, inject: [READER_POOL], useFactory: (readers: ReaderPool) => new ApiKeyVerifier(readers) },
         {
           provide: CREATE_QUOTA,
@@ -115,7 +115,7 @@ export class GatewayModule {
           // budget. The client fails fast (no offline queue, 250 ms per command), so a Redis
           // outage makes the quota fail open rather than hold creates.
           useFactory: () => {
-            const store = createRedis(config.REDIS_URL, { enableAutoPipelining: false });
+            const store = createRedis(redisTargetOf(config), { enableAutoPipelining: false });
             return new CreateQuota(
               (points, keyPrefix) => new RateLimiterRedis({ storeClient: store, points, duration: QUOTA_WINDOW_SECONDS, keyPrefix }),
               () => store.quit().catch(() => store.disconnect()),

@@ -1,5 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { createRedis, LinkCache } from '@shortener/cache';
+import { createRedis, LinkCache, redisTargetOf } from '@shortener/cache';
 import type { ReaderEnvironment } from '@shortener/config';
 import { ApiKeyRepository, LinkRepository } from '@shortener/db';
 import { ClusterView, createKafka } from '@shortener/events';
@@ -40,7 +40,7 @@ export class ReaderModule {
               onError: (error) => log.warn({ err: error.message }, 'cluster view'),
             }),
         },
-        { provide: LINK_CACHE, useFactory: () => new LinkCache(createRedis(config.REDIS_URL)) },
+        { provide: LINK_CACHE, useFactory: () => new LinkCache(createRedis(redisTargetOf(config))) },
         LinkRepository,
         ApiKeyRepository,
         LinkReader,

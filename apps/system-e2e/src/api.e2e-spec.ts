@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Client } from 'pg';
-import { allNodes, eventually, redisClient, stackFromEnv, withNode, type StackNode } from './support';
+import { allNodes, eventually, flushAllRedis, redisClient, stackFromEnv, withNode, type StackNode } from './support';
 import { readTopicUntil } from './support/faults';
 import { expectProblem, gateway, request, sleep, slotOfCode, uniqueAlias, uniqueTarget, type ClusterDocument, type CreatedLink } from './support/http';
 
@@ -84,8 +84,9 @@ async function withRedis<T>(fn: (redis: ReturnType<typeof redisClient>) => Promi
 }
 
 /** Drops one code's cache entry, so the next redirect is a cache miss (libs/cache key format). */
-const dropCached = (...codes: string[]) => withRedis((redis) => redis.del(...codes.map((code) => `u:${code}`)));
-const flushRedis = () => withRedis((redis) => redis.flushall());
+// One DEL per key: under a Redis Cluster the keys live in different slots.
+const dropCached = (...codes: string[]) => withRedis((redis) => Promise.all(codes.map((code) => redis.del(`u:${code}`))));
+const flushRedis = () => withRedis((redis) => flushAllRedis(redis));
 
 function randomCode(length = 7): string {
   const alphabet = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';

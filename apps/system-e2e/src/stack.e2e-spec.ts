@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
+import type { Cluster } from 'ioredis';
 import { allNodes, currentPrimary, eventually, kafkaClient, redisClient, stackFromEnv, withNode, type StackNode } from './support';
 
 const stack = stackFromEnv();
@@ -381,7 +382,7 @@ describe('service roles (least privilege)', () => {
 });
 
 describe('Redis', () => {
-  it('answers PING, SET and GET on the stack port, loopback only', async () => {
+  it('answers PING, SET and GET: locally on the stack port, loopback only; under compose as a healthy Redis Cluster', async () => {
     const redis = redisClient(stack);
     try {
       expect(await redis.ping()).toBe('PONG');
@@ -389,8 +390,15 @@ describe('Redis', () => {
       expect(await redis.set(key, 'value', 'EX', 60)).toBe('OK');
       expect(await redis.get(key)).toBe('value');
       await redis.del(key);
-      const bind = (await redis.config('GET', 'bind')) as string[];
-      expect(bind[1].split(/\s+/)).toEqual(['127.0.0.1']);
+      if (stack.inventory.redis.cluster) {
+        const info = String(await (redis as Cluster).cluster('INFO'));
+        expect(info).toMatch(/cluster_state:ok/);
+        expect(info).toMatch(/cluster_slots_assigned:16384/);
+        expect(info).toMatch(new RegExp(`cluster_size:${stack.inventory.redis.cluster.nodes.length}\\b`));
+      } else {
+        const bind = (await redis.config('GET', 'bind')) as string[];
+        expect(bind[1].split(/\s+/)).toEqual(['127.0.0.1']);
+      }
     } finally {
       redis.disconnect();
     }

@@ -1,5 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { createRedis, LinkCache } from '@shortener/cache';
+import { createRedis, LinkCache, redisTargetOf } from '@shortener/cache';
 import type { WriterEnvironment } from '@shortener/config';
 import { ApiKeyRepository, ClickRepository, IdempotencyRepository, LinkRepository, OutboxRepository } from '@shortener/db';
 import { ClusterView, createKafka, EventProducer } from '@shortener/events';
@@ -51,7 +51,7 @@ export class WriterModule {
               onError: (error) => log.warn({ err: error.message }, 'cluster view'),
             }),
         },
-        { provide: LINK_CACHE, useFactory: () => new LinkCache(createRedis(config.REDIS_URL)) },
+        { provide: LINK_CACHE, useFactory: () => new LinkCache(createRedis(redisTargetOf(config))) },
         // Repositories are providers so that the services can be built with fakes in tests.
         LinkRepository,
         OutboxRepository,

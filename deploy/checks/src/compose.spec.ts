@@ -25,7 +25,7 @@ describe('docker/compose.yaml', () => {
     expect(validateCompose(badCondition).join('\n')).toMatch(/depends_on/);
 
     const badDuration = clone(compose) as ComposeDocument;
-    (badDuration.services.redis.healthcheck as Record<string, unknown>).interval = 'five seconds';
+    (badDuration.services['redis-0'].healthcheck as Record<string, unknown>).interval = 'five seconds';
     expect(validateCompose(badDuration).join('\n')).toMatch(/interval/);
   });
 

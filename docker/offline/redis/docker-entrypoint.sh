@@ -4,7 +4,14 @@ set -e
 if [ "${1#-}" != "$1" ]; then set -- redis-server "$@"; fi
 if [ "$1" = "redis-server" ]; then
   shift
-  set -- redis-server --protected-mode no "$@"
+  # A configuration file must stay redis-server's first argument.
+  if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
+    conf=$1
+    shift
+    set -- redis-server "$conf" --protected-mode no "$@"
+  else
+    set -- redis-server --protected-mode no "$@"
+  fi
   if [ "$(id -u)" = "0" ]; then
     chown -R redis:redis . 2>/dev/null || true
     exec gosu redis "$@"

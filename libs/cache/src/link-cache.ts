@@ -1,4 +1,4 @@
-import Redis, { type RedisOptions } from 'ioredis';
+import Redis, { Cluster, type NatMap, type RedisOptions } from 'ioredis';
 import { cacheEntryVersion, encodeCacheEntry, type CacheEntry } from '@shortener/links';
 
 /** Typed key builders: the only place that knows how keys are spelled. */
@@ -27,26 +27,61 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 return 1`;
 
-interface LinkCacheRedis extends Redis {
+type LinkCacheRedis = RedisClient & {
   setIfNotOlder(key: string, value: string, version: string, ttlSeconds: string): Promise<number>;
+};
+
+/** One Redis server (`redis://host:port`), or the seed nodes of a Redis Cluster. */
+export type RedisTarget = string | { url?: string; clusterNodes?: { host: string; port: number }[]; natMap?: NatMap };
+
+/** A single-server client or a cluster client: the cache uses only what both speak. */
+export type RedisClient = Redis | Cluster;
+
+/** The target a service's configuration names: REDIS_CLUSTER_NODES wins over REDIS_URL. */
+export function redisTargetOf(config: { REDIS_URL?: string; REDIS_CLUSTER_NODES?: { host: string; port: number }[] }): RedisTarget {
+  if (config.REDIS_CLUSTER_NODES && config.REDIS_CLUSTER_NODES.length > 0) return { url: config.REDIS_URL, clusterNodes: config.REDIS_CLUSTER_NODES };
+  if (!config.REDIS_URL) throw new Error('REDIS_URL or REDIS_CLUSTER_NODES is required');
+  return config.REDIS_URL;
 }
 
-export function createRedis(url: string, options: RedisOptions = {}): Redis {
-  return new Redis(url, {
-    // Fail fast instead of queueing while Redis is down: callers fall back to the databases.
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    commandTimeout: 250,
-    connectTimeout: 1000,
-    retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
-    lazyConnect: false,
-    enableAutoPipelining: true,
-    ...options,
+// Fail fast instead of queueing while Redis is down: callers fall back to the databases.
+const FAIL_FAST: RedisOptions = {
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 1,
+  commandTimeout: 250,
+  connectTimeout: 1000,
+  retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+  lazyConnect: false,
+};
+
+export function createRedis(target: RedisTarget, options: RedisOptions = {}): RedisClient {
+  const url = typeof target === 'string' ? target : target.url;
+  const clusterNodes = typeof target === 'string' ? undefined : target.clusterNodes;
+  if (!clusterNodes || clusterNodes.length === 0) {
+    if (!url) throw new Error('a Redis URL or cluster nodes are required');
+    return new Redis(url, { ...FAIL_FAST, enableAutoPipelining: true, ...options });
+  }
+  const { enableAutoPipelining = true, enableOfflineQueue = false, retryStrategy: _single, lazyConnect: _lazy, ...perNode } = { ...FAIL_FAST, ...options };
+  const password = url ? decodeURIComponent(new URL(url).password) || undefined : undefined;
+  // ioredis's cluster client: it follows MOVED/ASK redirects, refreshes the slot table when a
+  // master fails or slots move, and pipelines per node, so a Lua script or a rate-limit key
+  // (each a single key) runs on whichever master owns its slot.
+  return new Cluster(clusterNodes, {
+    enableOfflineQueue,
+    enableAutoPipelining,
+    scaleReads: 'master',
+    slotsRefreshTimeout: 1000,
+    retryDelayOnFailover: 100,
+    retryDelayOnClusterDown: 100,
+    maxRedirections: 8,
+    clusterRetryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+    natMap: typeof target === 'string' ? undefined : target.natMap,
+    redisOptions: { ...perNode, password },
   });
 }
 
 /** Resolves once the client can take commands, or false after the timeout (Redis down). */
-export function waitUntilReady(redis: Redis, timeoutMs: number): Promise<boolean> {
+export function waitUntilReady(redis: RedisClient, timeoutMs: number): Promise<boolean> {
   if (redis.status === 'ready') return Promise.resolve(true);
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
@@ -66,14 +101,14 @@ export class LinkCache {
   private readonly redis: LinkCacheRedis;
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     private readonly ttls: CacheTtls = DEFAULT_CACHE_TTLS,
   ) {
     redis.defineCommand('setIfNotOlder', { numberOfKeys: 1, lua: SET_IF_NOT_OLDER });
     this.redis = redis as LinkCacheRedis;
   }
 
-  get client(): Redis {
+  get client(): RedisClient {
     return this.redis;
   }
 

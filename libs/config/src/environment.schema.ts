@@ -104,6 +104,20 @@ const database = (role: string) => ({
 
 const redisUrl = z.string().regex(/^rediss?:\/\/[^\s]+$/, 'expected redis://host:port');
 
+/**
+ * One Redis (REDIS_URL) or a Redis Cluster (REDIS_CLUSTER_NODES, seed nodes as host:port
+ * list; REDIS_URL then only carries a password, if any). One of the two is required.
+ */
+const redis = {
+  REDIS_URL: redisUrl.optional(),
+  REDIS_CLUSTER_NODES: hostPortList.optional(),
+};
+
+function requireRedis(settings: { REDIS_URL?: string; REDIS_CLUSTER_NODES?: unknown[] }, ctx: z.RefinementCtx) {
+  if (!settings.REDIS_URL && !(settings.REDIS_CLUSTER_NODES && settings.REDIS_CLUSTER_NODES.length > 0))
+    ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'required (or REDIS_CLUSTER_NODES for a Redis Cluster)' });
+}
+
 /** Shared secret of the RPC channel between the gateway and the writer and readers (docs/reference.md section 5). */
 const rpcSecret = z.string().min(32, 'must be at least 32 characters').regex(/^\S+$/, 'must not contain whitespace');
 
@@ -141,41 +155,47 @@ const hostList = z
       .filter(Boolean),
   );
 
-export const gatewayEnvironmentSchema = z.object({
-  ...common,
-  PORT: port.default(3000),
-  PUBLIC_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
-  ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters'),
-  SHARD_NODES: shardNodesJson,
-  REDIS_URL: redisUrl,
-  WRITER_ADDR: hostPort,
-  READER_ADDRS: hostPortList,
-  RPC_SECRET: rpcSecret,
-  // docs/reference.md section 8: keys, quotas, targets, redirect caching.
-  KEY_RATE_LIMIT_PER_MINUTE: perMinute.min(1).default(600),
-  ANONYMOUS_RATE_LIMIT_PER_MINUTE: perMinute.default(0),
-  ANONYMOUS_CREATE: flag.default(true),
-  TRUST_PROXY: trustProxy.default(false),
-  ALLOW_PRIVATE_TARGETS: flag.default(false),
-  BLOCKED_HOSTS: hostList.default([]),
-  REDIRECT_CACHE_SECONDS: z.coerce.number().int().min(0).max(31_536_000).default(300),
-});
+export const gatewayEnvironmentSchema = z
+  .object({
+    ...common,
+    PORT: port.default(3000),
+    PUBLIC_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
+    ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters'),
+    SHARD_NODES: shardNodesJson,
+    ...redis,
+    WRITER_ADDR: hostPort,
+    READER_ADDRS: hostPortList,
+    RPC_SECRET: rpcSecret,
+    // docs/reference.md section 8: keys, quotas, targets, redirect caching.
+    KEY_RATE_LIMIT_PER_MINUTE: perMinute.min(1).default(600),
+    ANONYMOUS_RATE_LIMIT_PER_MINUTE: perMinute.default(0),
+    ANONYMOUS_CREATE: flag.default(true),
+    TRUST_PROXY: trustProxy.default(false),
+    ALLOW_PRIVATE_TARGETS: flag.default(false),
+    BLOCKED_HOSTS: hostList.default([]),
+    REDIRECT_CACHE_SECONDS: z.coerce.number().int().min(0).max(31_536_000).default(300),
+  })
+  .superRefine(requireRedis);
 
-export const writerEnvironmentSchema = z.object({
-  ...common,
-  ...database(databaseRoles.writer),
-  ...rpc,
-  HTTP_PORT: port,
-  REDIS_URL: redisUrl,
-});
+export const writerEnvironmentSchema = z
+  .object({
+    ...common,
+    ...database(databaseRoles.writer),
+    ...rpc,
+    HTTP_PORT: port,
+    ...redis,
+  })
+  .superRefine(requireRedis);
 
-export const readerEnvironmentSchema = z.object({
-  ...common,
-  ...database(databaseRoles.reader),
-  ...rpc,
-  HTTP_PORT: port,
-  REDIS_URL: redisUrl,
-});
+export const readerEnvironmentSchema = z
+  .object({
+    ...common,
+    ...database(databaseRoles.reader),
+    ...rpc,
+    HTTP_PORT: port,
+    ...redis,
+  })
+  .superRefine(requireRedis);
 
 export const monitorEnvironmentSchema = z.object({
   ...common,

@@ -40,6 +40,19 @@ describe('validateEnvironment', () => {
     expect(Object.values(databaseRoles)).not.toContain('postgres');
   });
 
+  it('takes a Redis Cluster by its seed nodes instead of REDIS_URL, and requires one of the two', () => {
+    const { REDIS_URL: _url, ...withoutRedis } = writerEnv;
+    const clustered = validateEnvironment(readerEnvironmentSchema, { ...withoutRedis, REDIS_CLUSTER_NODES: 'redis-0:6379, redis-1:6379,redis-2:6379' });
+    expect(clustered.REDIS_CLUSTER_NODES).toEqual([
+      { host: 'redis-0', port: 6379 },
+      { host: 'redis-1', port: 6379 },
+      { host: 'redis-2', port: 6379 },
+    ]);
+    expect(clustered.REDIS_URL).toBeUndefined();
+    expect(() => validateEnvironment(writerEnvironmentSchema, withoutRedis)).toThrow(/REDIS_URL.*REDIS_CLUSTER_NODES/);
+    expect(() => validateEnvironment(writerEnvironmentSchema, { ...withoutRedis, REDIS_CLUSTER_NODES: 'redis-0' })).toThrow(/REDIS_CLUSTER_NODES/);
+  });
+
   it('names the missing variable', () => {
     const { PG_PASSWORD: _omitted, ...rest } = writerEnv;
     expect(() => validateEnvironment(writerEnvironmentSchema, rest)).toThrow(/PG_PASSWORD/);

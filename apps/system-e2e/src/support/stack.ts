@@ -10,7 +10,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
-import Redis from 'ioredis';
+import Redis, { Cluster } from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
 import { connect as netConnect } from 'node:net';
 import { composeAddress, type ComposeTarget } from './docker';
@@ -41,7 +41,8 @@ export interface StackInventory {
   shards: StackShard[];
   /** Set by the launcher once `migrate.cli.js` ran against every primary. */
   migrations?: { applied: boolean; at?: string };
-  redis: { host: string; port: number; url: string };
+  /** `cluster`: a Redis Cluster (compose), named by its masters' host:port as the services see them. */
+  redis: { host: string; port: number; url: string; cluster?: { nodes: string[] } };
   kafka: { brokers: string[]; controller: string; topics: { topic: string; numPartitions: number }[] };
   services: {
     gateway: { port: number };
@@ -126,13 +127,29 @@ export async function reachableHost(stack: StackHandle, host: string): Promise<s
   return target === 'compose' && compose ? composeAddress(compose, host) : host;
 }
 
-export function redisClient(stack: StackHandle): Redis {
-  const { host, port } = stack.inventory.redis;
+export function redisClient(stack: StackHandle): Redis | Cluster {
+  const { host, port, cluster } = stack.inventory.redis;
+  if (cluster) {
+    // The masters tell clients their compose names (redis-0:6379): map each to its container.
+    const natMap = Object.fromEntries(
+      cluster.nodes.map((node) => {
+        const [name, nodePort] = node.split(':');
+        return [node, { host: composeHostSync(stack, name), port: Number(nodePort) }];
+      }),
+    );
+    return new Cluster(Object.values(natMap), { natMap, redisOptions: { maxRetriesPerRequest: 2 } });
+  }
   if (stack.inventory.target === 'compose') {
     // ioredis connects lazily through a socket it makes itself: resolve the container first.
     return new Redis({ port, maxRetriesPerRequest: 2, lazyConnect: false, host: composeHostSync(stack, host) });
   }
   return new Redis({ host, port, maxRetriesPerRequest: 2, lazyConnect: false });
+}
+
+/** FLUSHALL on every master (a cluster client would send it to one node only). */
+export async function flushAllRedis(redis: Redis | Cluster): Promise<void> {
+  if (redis instanceof Cluster) await Promise.all(redis.nodes('master').map((node) => node.flushall()));
+  else await redis.flushall();
 }
 
 /** Under compose: the address written into stack.json at start (`addresses`), for clients that cannot wait for a lookup. */
