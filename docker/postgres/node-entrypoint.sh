@@ -160,6 +160,38 @@ elif [ -e "$PGDATA/standby.signal" ] && primary="$(find_primary)"; then
   ensure_slot "$primary" || true
 fi
 
+# The current timeline of a primary (8 hex digits), empty for a standby or no answer.
+primary_timeline() {
+  psql "$@" -U postgres -d postgres -XtAc \
+    "SELECT CASE WHEN pg_is_in_recovery() THEN '' ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END" 2>/dev/null || true
+}
+
+# Self-fencing while it runs: a primary that finds a peer primary on a later timeline was
+# failed over while it was frozen or cut off (docker pause, a network partition), so it
+# stops itself; the container's restart policy starts it again and the start-up above
+# rewinds it into a standby of the new primary. The monitor cannot restart a container
+# (NODE_CONTROL=sql), and in quorum mode such a node acknowledged nothing meanwhile: its
+# standbys follow the new primary.
+demoted_primary_watch() {
+  sleep "${PG_DEMOTION_WATCH_START_SECONDS:-20}"
+  local i mine theirs
+  while sleep "${PG_DEMOTION_WATCH_SECONDS:-3}"; do
+    [ -e "$PGDATA/standby.signal" ] && continue
+    mine="$(primary_timeline -h /var/run/postgresql)"
+    [ -n "$mine" ] || continue
+    for ((i = 0; i < nodes_per_shard; i++)); do
+      [ "$i" = "$index" ] && continue
+      theirs="$(primary_timeline -h "$(peer_host "$i")")"
+      if [ -n "$theirs" ] && [[ "$theirs" > "$mine" ]]; then
+        log "$(peer_host "$i") is a primary on timeline $theirs, after this node's $mine: stopping, to rejoin as its replica"
+        pg_ctl -D "$PGDATA" stop -m fast -w >/dev/null 2>&1 || true
+        return 0
+      fi
+    done
+  done
+}
+demoted_primary_watch &
+
 if [ -n "${PGBACKREST_REPO1_PATH:-}${PGBACKREST_REPO1_TYPE:-}" ]; then
   set -- "$@" -c archive_mode=on -c "archive_command=pgbackrest archive-push %p" -c "archive_timeout=${PG_ARCHIVE_TIMEOUT:-60s}"
 fi

@@ -4,9 +4,8 @@
 // 127.0.0.1:${DOCKER_TEST_PORT:-8180}, beside a `docker:up` of project shortener), writes
 // an E2E_STACK_DIR whose stack.json names the compose services (target "compose",
 // apps/system-e2e/src/support/docker.ts), then runs with jest:
-//   - api.e2e-spec.ts: the whole public API suite, except its per-service /health and
-//     /metrics test, which dials 127.0.0.1:<port> of local processes (docker.compose-spec.ts
-//     does the same against every container);
+//   - api.e2e-spec.ts: the whole public API suite (each service's /health and /metrics on
+//     its container's address);
 //   - stack.e2e-spec.ts: replication, Redis and Kafka checks, except "stack directory"
 //     (files of a local STACK_DIR);
 //   - docker.compose-spec.ts: the container faults (docker kill / pause / network disconnect
@@ -91,6 +90,9 @@ async function writeStackDir(started) {
   writeFileSync(join(stackDir, 'stack.json'), JSON.stringify(inventory, null, 2));
   writeFileSync(join(stackDir, 'pg-password'), `${started.secrets.PG_PASSWORD}\n`, { mode: 0o600 });
   writeFileSync(join(stackDir, 'admin-token'), `${started.secrets.ADMIN_TOKEN}\n`, { mode: 0o600 });
+  // Each service role's password, as the local stack keeps them (stack.e2e-spec.ts's least-privilege checks).
+  for (const role of ['writer', 'reader', 'monitor'])
+    writeFileSync(join(stackDir, `pg-${role}-password`), `${started.secrets[`PG_${role.toUpperCase()}_PASSWORD`]}\n`, { mode: 0o600 });
   return stackDir;
 }
 
@@ -138,7 +140,7 @@ export async function testDocker() {
     const config = ['--config', 'apps/system-e2e/jest.config.ts', '--runInBand'];
     const only = process.env.E2E_ONLY ? new RegExp(process.env.E2E_ONLY) : null;
     const runs = [
-      ['api', 'apps/system-e2e/src/api.e2e-spec.ts', '^(?!.*answers /health/live, /health/ready and /metrics)'],
+      ['api', 'apps/system-e2e/src/api.e2e-spec.ts', null],
       ['stack', 'apps/system-e2e/src/stack.e2e-spec.ts', '^(?!stack directory)'],
       ['compose-faults', 'apps/system-e2e/src/docker.compose-spec.ts', null],
     ];

@@ -14,6 +14,7 @@
 // base images), DOCKER_READY_TIMEOUT_MS (360000), TAG (local), DOCKER_SKIP_BUILD=1.
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DOCKER_DIR, compose, ensureEngine, projectContainers, say } from './engine.mjs';
@@ -67,16 +68,32 @@ export function ensureSecrets(env = process.env) {
   return secrets;
 }
 
+/**
+ * The status of one GET, through node:http rather than fetch: fetch's sockets and timers do
+ * not hold the event loop open, and a probe of a port that docker-proxy accepts before the
+ * container listens could leave the script with nothing pending (Node exits with 13).
+ */
+function httpStatus(url, timeoutMs) {
+  return new Promise((resolveStatus, rejectStatus) => {
+    const request = httpGet(url, (response) => {
+      response.resume();
+      resolveStatus(response.statusCode);
+    });
+    request.setTimeout(timeoutMs, () => request.destroy(new Error('timed out')));
+    request.on('error', rejectStatus);
+  });
+}
+
 async function waitReady(url, timeoutMs, project) {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer yet';
   while (Date.now() < deadline) {
     try {
-      const response = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(3000) });
-      if (response.status === 200) return;
-      last = `HTTP ${response.status}`;
+      const status = await httpStatus(`${url}/health/ready`, 3000);
+      if (status === 200) return;
+      last = `HTTP ${status}`;
     } catch (error) {
-      last = error.cause?.code ?? error.message;
+      last = error.code ?? error.message;
     }
     const exited = (await projectContainers(project)).filter((c) => c.state === 'exited' && !['migrate', 'kafka-init'].includes(c.service));
     if (exited.length > 0) last += `; exited: ${exited.map((c) => c.service).join(', ')}`;
@@ -99,7 +116,15 @@ export async function up({ project = process.env.DOCKER_PROJECT || 'shortener', 
   const env = { ...process.env, ...images, ...secrets, DOCKER_PORT: String(port), PUBLIC_BASE_URL: publicBaseUrl, ...extraEnv };
   say(`starting compose project ${project} (${offline ? 'offline stand-in' : 'official'} base images)`);
   const tUp = Date.now();
-  await compose(['up', '-d', '--no-build', '--remove-orphans'], { project, env });
+  // Compose gives up on a dependency whose health check failed once (a busy two-core machine
+  // can miss a 3 s probe while twelve databases start): try again before calling it broken.
+  for (let attempt = 1; ; attempt++) {
+    const started = await compose(['up', '-d', '--no-build', '--remove-orphans'], { project, env, allowFail: true });
+    if (started.code === 0) break;
+    if (attempt === 3) throw new Error(`compose up failed ${attempt} times (exit ${started.code}); see the output above`);
+    say(`compose up failed (exit ${started.code}); trying again in 10 s`);
+    await new Promise((r) => setTimeout(r, 10_000));
+  }
   await waitReady(gatewayUrl, Number(process.env.DOCKER_READY_TIMEOUT_MS || 360_000), project);
   const startSeconds = (Date.now() - tUp) / 1000;
   say(`up in ${((Date.now() - t0) / 1000).toFixed(0)} s (image builds ${buildSeconds.toFixed(0)} s, compose start to ready ${startSeconds.toFixed(0)} s)`);

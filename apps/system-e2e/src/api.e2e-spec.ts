@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Client } from 'pg';
-import { allNodes, eventually, flushAllRedis, redisClient, stackFromEnv, withNode, type StackNode } from './support';
+import { allNodes, eventually, flushAllRedis, reachableHost, redisClient, stackFromEnv, withNode, type StackNode } from './support';
 import { readTopicUntil } from './support/faults';
 import { expectProblem, gateway, request, sleep, slotOfCode, uniqueAlias, uniqueTarget, type ClusterDocument, type CreatedLink } from './support/http';
 
@@ -831,7 +831,11 @@ describe('admin API', () => {
         }),
       );
     }
-    expect(cluster.redis).toEqual({ host: inventory.redis.host, port: inventory.redis.port });
+    expect(cluster.redis).toEqual({
+      host: inventory.redis.host,
+      port: inventory.redis.port,
+      ...(inventory.redis.cluster ? { cluster: { nodes: inventory.redis.cluster.nodes } } : {}),
+    });
     expect(cluster.kafka).toEqual({ brokers: inventory.kafka.brokers });
   });
 
@@ -884,8 +888,11 @@ describe('operations', () => {
     ...inventory.services.monitors.map((monitor): [string, number] => [monitor.name, monitor.httpPort]),
   ];
 
-  it.each(services)('%s (port %i) answers /health/live, /health/ready and /metrics', async (_, port) => {
-    const base = `http://127.0.0.1:${port}`;
+  // Locally every service listens on 127.0.0.1; under compose each is its container's address.
+  const serviceBase = async (name: string, port: number) => `http://${inventory.target === 'compose' ? await reachableHost(stack, name) : '127.0.0.1'}:${port}`;
+
+  it.each(services)('%s (port %i) answers /health/live, /health/ready and /metrics', async (name, port) => {
+    const base = await serviceBase(name, port);
     expect((await request(base, '/health/live')).status).toBe(200);
     await eventually(async () => (await request(base, '/health/ready')).status === 200, { timeoutMs: 15_000, intervalMs: 500 });
     const metrics = await request(base, '/metrics');
@@ -899,8 +906,8 @@ describe('operations', () => {
     for (const line of lines) expect({ line, valid: sample.test(line) }).toEqual({ line, valid: true });
   });
 
-  it.each(services)('%s (port %i) answers an unknown path with problem+json (one writer for every service)', async (_, port) => {
-    const answer = await request(`http://127.0.0.1:${port}`, '/api/no-such-route');
+  it.each(services)('%s (port %i) answers an unknown path with problem+json (one writer for every service)', async (name, port) => {
+    const answer = await request(await serviceBase(name, port), '/api/no-such-route');
     expectProblem(answer, 404);
   });
 });

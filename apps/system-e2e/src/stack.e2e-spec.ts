@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 import type { Cluster } from 'ioredis';
-import { allNodes, currentPrimary, eventually, kafkaClient, redisClient, stackFromEnv, withNode, type StackNode } from './support';
+import { allNodes, currentPrimary, eventually, kafkaClient, reachableHost, redisClient, stackFromEnv, withNode, type StackNode } from './support';
 
 const stack = stackFromEnv();
 const { inventory } = stack;
@@ -46,8 +46,13 @@ describe('stack directory', () => {
   });
 });
 
+/** The local stack (loopback everywhere), not the compose topology (tools/docker/test.mjs). */
+const local = inventory.target !== 'compose';
+
 describe('PostgreSQL', () => {
-  it('listens on 127.0.0.1 only, has the database shortener, on every node', async () => {
+  // Locally every node listens on loopback only; a container listens on its network (the
+  // compose network is the boundary there, and no database port is published).
+  it('listens on 127.0.0.1 only (locally), has the database shortener, on every node', async () => {
     for (const node of allNodes(stack)) {
       await withNode(stack, node, async (db) => {
         const { rows } = await db.query(
@@ -55,8 +60,8 @@ describe('PostgreSQL', () => {
         );
         expect({ node: node.name, ...rows[0] }).toEqual({
           node: node.name,
-          listen: '127.0.0.1',
-          addr: '127.0.0.1',
+          listen: local ? '127.0.0.1' : '*',
+          addr: local ? '127.0.0.1' : await reachableHost(stack, node.host),
           db: 'shortener',
           version: expect.any(Number),
         });
@@ -112,7 +117,10 @@ describe('PostgreSQL', () => {
         async (db) => (await db.query('SHOW synchronous_standby_names')).rows[0].synchronous_standby_names as string,
       );
       if (inventory.replicationMode === 'quorum') {
-        expect(parseStandbyNames(names)).toEqual({ count: 1, names: replicas.map((replica) => replica.name).sort() });
+        // Compose names every node of the shard (a node is never its own standby), so that the
+        // setting stays true whichever node is primary; the local stack names the replicas.
+        const expected = local ? replicas : [primary, ...replicas];
+        expect(parseStandbyNames(names)).toEqual({ count: 1, names: expected.map((node) => node.name).sort() });
       } else {
         expect(names).toBe('');
       }
@@ -194,7 +202,7 @@ function rolePassword(service: RoleService): string {
 
 async function asRole<T>(service: RoleService, node: StackNode, fn: (db: Client) => Promise<T>): Promise<T> {
   const db = new Client({
-    host: node.host,
+    host: await reachableHost(stack, node.host),
     port: node.port,
     user: SERVICE_ROLES[service],
     password: rolePassword(service),
@@ -429,9 +437,11 @@ describe('Kafka', () => {
     expect(entry?.configValue).toBe('compact');
   });
 
-  it('advertises a loopback broker address', async () => {
+  it('advertises a loopback broker address (locally)', async () => {
     const cluster = await admin.describeCluster();
     expect(cluster.brokers.length).toBeGreaterThan(0);
-    for (const broker of cluster.brokers) expect(broker.host).toBe('127.0.0.1');
+    // Under compose the broker advertises its service name, which only the compose network resolves.
+    const advertised = local ? '127.0.0.1' : inventory.kafka.brokers[0].split(':')[0];
+    for (const broker of cluster.brokers) expect(broker.host).toBe(advertised);
   });
 });

@@ -54,7 +54,10 @@ export function decideFailover(shard: ShardMembers, observed: Observations): Fai
   return candidate ? { action: 'promote', candidate } : { action: 'no-candidate' };
 }
 
-export type PromotionGate = { allowed: true; via: 'fenced' | 'no-synchronous-standby' } | { allowed: false; reason: string; readOnly: boolean };
+export type PromotionGate =
+  | { allowed: true; via: 'fenced' | 'no-synchronous-standby' }
+  /** `detach`: replicas that answer but still stream from the old primary; re-pointed at the candidate, they stop feeding it. */
+  | { allowed: false; reason: string; readOnly: boolean; detach?: string[] };
 
 /**
  * May a replica be promoted (or a promoted one published) over an old primary that is
@@ -62,11 +65,14 @@ export type PromotionGate = { allowed: true; via: 'fenced' | 'no-synchronous-sta
  * - it was fenced (the fence call returned); or
  * - in `quorum` mode, without a fence: a commit on the old primary returns only once a
  *   standby of its `synchronous_standby_names` (ANY 1 of the shard's replicas) has
- *   flushed it. If every replica answers and runs no WAL receiver, none of them feeds it,
- *   so it cannot acknowledge a write; the procedure then re-points the other replicas at
- *   the candidate before promoting it, so none of them can start feeding it again. A
- *   replica that does not answer may still be streaming from it (both on the far side of
- *   a partition): then it is not safe.
+ *   flushed it. If every replica answers and runs no WAL receiver from it, none of them
+ *   feeds it, so it cannot acknowledge a write; the procedure re-points the other
+ *   replicas at the candidate before promoting it, so none of them can start feeding it
+ *   again. A replica that answers but still streams from it (its receiver has not yet
+ *   noticed a frozen or cut-off primary: that takes wal_receiver_timeout) is listed in
+ *   `detach`: re-pointed at the candidate, it stops feeding the old primary, and a later
+ *   look decides. A replica that does not answer may still be streaming from it (both on
+ *   the far side of a partition): then it is not safe.
  * In `async` mode an unfenced old primary acknowledges writes on its own: the shard stays
  * without a writable primary (creates get 503) rather than risk two writers.
  */
@@ -86,6 +92,8 @@ export function promotionGate(input: {
       reason: 'the old primary could not be fenced and async mode lets it acknowledge writes alone: the shard stays read-only',
     };
   }
+  const detach: string[] = [];
+  const reasons: string[] = [];
   for (const replica of input.shard.replicas) {
     const view = input.observed.get(replica);
     if (!view) return { allowed: false, readOnly: true, reason: `replica ${replica} does not answer and may still feed the unfenced old primary` };
@@ -93,14 +101,15 @@ export function promotionGate(input: {
     // then on the candidate, and stays on it through the promotion.
     if (replica === input.candidate) continue;
     // Streaming from the candidate (re-pointed by an earlier attempt) feeds nobody else.
-    if (!view.inRecovery || (view.walReceiver !== 'none' && view.receivingFrom !== input.candidate)) {
-      return {
-        allowed: false,
-        readOnly: true,
-        reason: `replica ${replica} may still replicate synchronously from the unfenced old primary (${view.walReceiver ?? 'status unknown'})`,
-      };
+    if (!view.inRecovery) {
+      return { allowed: false, readOnly: true, reason: `replica ${replica} is out of recovery: it may take writes itself` };
+    }
+    if (view.walReceiver !== 'none' && view.receivingFrom !== input.candidate) {
+      detach.push(replica);
+      reasons.push(`replica ${replica} may still replicate synchronously from the unfenced old primary (${view.walReceiver ?? 'status unknown'})`);
     }
   }
+  if (detach.length > 0) return { allowed: false, readOnly: true, reason: reasons.join('; '), detach };
   return { allowed: true, via: 'no-synchronous-standby' };
 }
 

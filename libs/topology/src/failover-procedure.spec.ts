@@ -121,14 +121,39 @@ describe('runFailover', () => {
     expect(trace).toEqual(['fence n0', 'repoint n2->n1', 'promote n1', 'configure n1', 'publish e2 n1']);
   });
 
-  it('quorum mode without a fence: a primary cut off from the monitors but still fed by its standbys is not replaced', async () => {
+  it('quorum mode without a fence: a primary cut off from the monitors is replaced once its standbys are detached from it', async () => {
+    const cluster = new ModelCluster('quorum', 'sql');
+    cluster.node('n0').reachable = false;
+    const { ports, trace } = modelPorts(cluster, { monitor: 'a', term: 1 });
+    expect(cluster.acknowledges(cluster.node('n0'))).toBe(true);
+    expect(await runFailover(ports, 0, 'down', 0)).toMatchObject({ outcome: 'published', to: 'n1' });
+    // n2 streamed from n0: re-pointed at n1 (its slot made there first) before anything was promoted.
+    expect(trace).toEqual(['fence n0', 'configure n1', 'repoint n2->n1', 'repoint n2->n1', 'promote n1', 'configure n1', 'publish e2 n1']);
+    // The old primary still runs, unfenced, but nothing feeds it: it can acknowledge no write.
+    expect(cluster.acknowledges(cluster.node('n0'))).toBe(false);
+  });
+
+  it('quorum mode without a fence: a standby that still streams from the old primary after being re-pointed holds the promotion', async () => {
     const cluster = new ModelCluster('quorum', 'sql');
     cluster.node('n0').reachable = false;
     const { ports } = modelPorts(cluster, { monitor: 'a', term: 1 });
-    expect(await runFailover(ports, 0, 'down', 0)).toMatchObject({ outcome: 'held-read-only', reason: expect.stringMatching(/replicate synchronously/) });
+    // A receiver that has not yet noticed the re-pointing (PostgreSQL restarts it shortly).
+    ports.repoint = async () => undefined;
+    expect(await runFailover(ports, 0, 'down', 0)).toMatchObject({
+      outcome: 'held-read-only',
+      reason: expect.stringMatching(/n2 may still replicate synchronously/),
+    });
     expect(cluster.promotions).toEqual([]);
+  });
+
+  it('quorum mode without a fence: a replica that does not answer holds the promotion (it may feed the old primary)', async () => {
+    const cluster = new ModelCluster('quorum', 'sql');
+    cluster.node('n0').reachable = false;
     cluster.node('n2').reachable = false;
+    const { ports, trace } = modelPorts(cluster, { monitor: 'a', term: 1 });
     expect(await runFailover(ports, 0, 'down', 0)).toMatchObject({ outcome: 'held-read-only', reason: expect.stringMatching(/does not answer/) });
+    expect(cluster.promotions).toEqual([]);
+    expect(trace).toEqual(['fence n0']);
   });
 
   it('reports a shard with no replica to promote', async () => {

@@ -83,7 +83,20 @@ export async function runFailover(ports: FailoverPorts, shardId: number, reason:
   } catch (error) {
     ports.fenceFailed(oldPrimary, error as Error);
   }
-  const gate = promotionGate({ mode: ports.mode, fenced, shard, observed, candidate: target });
+  let gate = promotionGate({ mode: ports.mode, fenced, shard, observed, candidate: target });
+  if (!gate.allowed && gate.detach && decision.action === 'promote') {
+    // Cut the old primary's synchronous standbys off it: each is re-pointed at the candidate
+    // (its slot made there first), so the old primary, frozen or cut off from us, can get no
+    // acknowledgement from anyone but the candidate. Then look again.
+    ports.log('warn', 'detaching standbys from the unfenced old primary', { shard: shardId, oldPrimary, standbys: gate.detach, candidate: target });
+    if (!ports.stillLeading()) return { outcome: 'not-leader' };
+    await ports.configurePrimary(
+      target,
+      shard.replicas.filter((name) => name !== target),
+    );
+    for (const replica of gate.detach) await ports.repoint(replica, target);
+    gate = promotionGate({ mode: ports.mode, fenced, shard, observed: await ports.observe(shard.replicas), candidate: target });
+  }
   if (!gate.allowed) {
     ports.log('error', 'not promoting', { shard: shardId, oldPrimary, reason: gate.reason });
     return { outcome: 'held-read-only', reason: gate.reason };
