@@ -5,9 +5,11 @@
 // STACK_DIR on ports apart from a development stack's; stops it and checks that nothing
 // of it is left. Exits non-zero if anything failed.
 //
-//   node tools/test.mjs               static + unit + e2e
+//   node tools/test.mjs               static + unit + e2e (+ docker with TEST_DOCKER=1)
 //   node tools/test.mjs --unit-only   static + unit
 //   node tools/test.mjs --e2e-only    (also: nx run system-e2e:e2e)
+//   node tools/test.mjs --docker-only the docker phase alone (= npm run test:docker)
+//   TEST_DOCKER=1                     also run the docker phase (the compose suites, tools/docker/test.mjs)
 //   STACK_SKIP_SERVICES=1 node tools/test.mjs --e2e-only   infrastructure suite only (dev aid)
 //   E2E_KEEP_STACK_DIR=1              keep the temporary STACK_DIR (it is kept anyway on failure)
 //   E2E_ONLY=<regexp>                 only the e2e spec files whose path matches (dev aid)
@@ -23,10 +25,14 @@ import { CHROMIUM, PROMTOOL, REPO_ROOT, ensureNodeModules, ensurePrerequisites }
 const argv = new Set(process.argv.slice(2));
 // --faults-only: only the fault suite on a new stack (e.g. E2E_REPLICATION_MODE=async to count its losses)
 const faultsOnly = argv.has('--faults-only');
-const unit = !argv.has('--e2e-only') && !faultsOnly;
+const dockerOnly = argv.has('--docker-only');
+const unit = !argv.has('--e2e-only') && !faultsOnly && !dockerOnly;
 // The static phase runs wherever the unit tests do.
 const staticChecks = unit;
-const e2e = !argv.has('--unit-only');
+const e2e = !argv.has('--unit-only') && !dockerOnly;
+// The compose suites run last, after the local ones (they are the slow path). Opt-in for now:
+// their container fault cases do not pass yet on this two-core machine (README, Deploying).
+const dockerPhase = dockerOnly || (unit && e2e && process.env.TEST_DOCKER === '1');
 
 // E2E_PORT_OFFSET moves every port of the test stack, so that two test stacks can run side by side.
 const PORT_OFFSET = Number(process.env.E2E_PORT_OFFSET || 0);
@@ -309,6 +315,15 @@ if (unit) {
 if (e2e) {
   say('end-to-end tests');
   await runE2e();
+}
+if (dockerPhase) {
+  say('docker: the end-to-end and container fault suites against the compose topology');
+  const { testDocker } = await import('./docker/test.mjs');
+  const docker = await testDocker();
+  totals.passed += docker.totals.passed;
+  totals.failed += docker.totals.failed;
+  totals.skipped += docker.totals.skipped;
+  failures.push(...docker.failures.map((failure) => `docker ${failure}`));
 }
 for (const failure of failures) say(`FAILED ${failure}`);
 process.stdout.write(`total: ${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped\n`);

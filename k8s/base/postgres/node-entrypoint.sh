@@ -149,6 +149,10 @@ elif [ ! -e "$PGDATA/standby.signal" ] && primary="$(await_promotion)"; then
   log "this node was a primary and $primary is the primary now: rejoining as its replica"
   # pg_rewind needs a cleanly shut down target: finish crash recovery in single-user mode.
   postgres --single -D "$PGDATA" -c archive_mode=off postgres </dev/null >/dev/null 2>&1 || true
+  # pg_rewind reads the source's timeline from its control file, which a promotion updates
+  # only at its next checkpoint: without this, a fresh primary looks like the same timeline
+  # ("no rewind required") and this node would follow it with a diverged history.
+  psql -h "$primary" -U postgres -d postgres -XtAc 'CHECKPOINT' >/dev/null || true
   if pg_rewind -D "$PGDATA" -R --source-server="$(conninfo "$primary") dbname=postgres" --progress; then
     ensure_slot "$primary"
     follow "$primary"
@@ -160,10 +164,18 @@ elif [ -e "$PGDATA/standby.signal" ] && primary="$(find_primary)"; then
   ensure_slot "$primary" || true
 fi
 
-# The current timeline of a primary (8 hex digits), empty for a standby or no answer.
-primary_timeline() {
-  psql "$@" -U postgres -d postgres -XtAc \
+# The current timeline of a peer that is a primary (8 hex digits), empty for a standby or no answer.
+peer_primary_timeline() {
+  "$psql_bin" -h "$1" -U postgres -d postgres -XtAc \
     "SELECT CASE WHEN pg_is_in_recovery() THEN '' ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END" 2>/dev/null || true
+}
+
+# This node's timeline, read from its WAL directory: the newest history file names it
+# (timeline 1 has none). No connection, so the watch costs nothing on a standby.
+own_timeline() {
+  local newest
+  newest="$(ls "$PGDATA/pg_wal" 2>/dev/null | grep -E '^[0-9A-F]{8}\.history$' | sort | tail -n 1)"
+  echo "${newest:-00000001.history}" | cut -c1-8
 }
 
 # Self-fencing while it runs: a primary that finds a peer primary on a later timeline was
@@ -171,17 +183,16 @@ primary_timeline() {
 # stops itself; the container's restart policy starts it again and the start-up above
 # rewinds it into a standby of the new primary. The monitor cannot restart a container
 # (NODE_CONTROL=sql), and in quorum mode such a node acknowledged nothing meanwhile: its
-# standbys follow the new primary.
+# standbys follow the new primary. Only a primary asks its peers (no standby.signal).
 demoted_primary_watch() {
   sleep "${PG_DEMOTION_WATCH_START_SECONDS:-20}"
   local i mine theirs
-  while sleep "${PG_DEMOTION_WATCH_SECONDS:-3}"; do
+  while sleep "${PG_DEMOTION_WATCH_SECONDS:-5}"; do
     [ -e "$PGDATA/standby.signal" ] && continue
-    mine="$(primary_timeline -h /var/run/postgresql)"
-    [ -n "$mine" ] || continue
+    mine="$(own_timeline)"
     for ((i = 0; i < nodes_per_shard; i++)); do
       [ "$i" = "$index" ] && continue
-      theirs="$(primary_timeline -h "$(peer_host "$i")")"
+      theirs="$(peer_primary_timeline "$(peer_host "$i")")"
       if [ -n "$theirs" ] && [[ "$theirs" > "$mine" ]]; then
         log "$(peer_host "$i") is a primary on timeline $theirs, after this node's $mine: stopping, to rejoin as its replica"
         pg_ctl -D "$PGDATA" stop -m fast -w >/dev/null 2>&1 || true
@@ -190,6 +201,10 @@ demoted_primary_watch() {
     done
   done
 }
+# The server's own psql, not Debian's Perl wrapper of it: the watch runs every few seconds.
+psql_bin="$(command -v pg_config >/dev/null && echo "$(pg_config --bindir)/psql")"
+[ -x "${psql_bin:-}" ] || psql_bin="$(ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | tail -n 1)"
+[ -x "${psql_bin:-}" ] || psql_bin=psql
 demoted_primary_watch &
 
 if [ -n "${PGBACKREST_REPO1_PATH:-}${PGBACKREST_REPO1_TYPE:-}" ]; then

@@ -52,6 +52,9 @@ export type FailoverOutcome =
   /** Someone published a newer topology meanwhile: the next round decides again from it. */
   | { outcome: 'stale-topology'; promoted: string };
 
+const DETACH_LOOKS = 8;
+const DETACH_LOOK_INTERVAL_MS = 250;
+
 /**
  * Replaces a dead primary. Every step may be cut short (the monitor dies, loses the lead,
  * Kafka refuses the publish) and the next round, of this leader or the next, finishes it:
@@ -95,7 +98,13 @@ export async function runFailover(ports: FailoverPorts, shardId: number, reason:
       shard.replicas.filter((name) => name !== target),
     );
     for (const replica of gate.detach) await ports.repoint(replica, target);
-    gate = promotionGate({ mode: ports.mode, fenced, shard, observed: await ports.observe(shard.replicas), candidate: target });
+    // PostgreSQL restarts a re-pointed receiver within about a second: look a few times
+    // rather than wait for the next round.
+    for (let look = 0; ; look++) {
+      gate = promotionGate({ mode: ports.mode, fenced, shard, observed: await ports.observe(shard.replicas), candidate: target });
+      if (gate.allowed || !gate.detach || look >= DETACH_LOOKS) break;
+      await new Promise((resolve) => setTimeout(resolve, DETACH_LOOK_INTERVAL_MS));
+    }
   }
   if (!gate.allowed) {
     ports.log('error', 'not promoting', { shard: shardId, oldPrimary, reason: gate.reason });
