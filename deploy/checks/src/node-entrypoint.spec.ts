@@ -66,6 +66,8 @@ mkdir -p "$dir"; echo 15 >"$dir/PG_VERSION"; echo "primary_conninfo = 'from-base
         PATH: `${bin}:${process.env.PATH ?? ''}`,
         PG_HOSTNAME: hostname,
         PGDATA: pgdata,
+        // The demoted-primary watch runs beside PostgreSQL for the container's life; the start-up is what is checked here.
+        PG_DEMOTION_WATCH: 'off',
         POSTGRES_PASSWORD: 'secret',
         CALLS: calls,
         FAKE_ROLES: Object.entries(roles)

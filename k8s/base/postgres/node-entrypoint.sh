@@ -205,7 +205,7 @@ demoted_primary_watch() {
 psql_bin="$(command -v pg_config >/dev/null && echo "$(pg_config --bindir)/psql")"
 [ -x "${psql_bin:-}" ] || psql_bin="$(ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | tail -n 1)"
 [ -x "${psql_bin:-}" ] || psql_bin=psql
-demoted_primary_watch &
+[ "${PG_DEMOTION_WATCH:-on}" = off ] || demoted_primary_watch &
 
 if [ -n "${PGBACKREST_REPO1_PATH:-}${PGBACKREST_REPO1_TYPE:-}" ]; then
   set -- "$@" -c archive_mode=on -c "archive_command=pgbackrest archive-push %p" -c "archive_timeout=${PG_ARCHIVE_TIMEOUT:-60s}"
