@@ -95,7 +95,9 @@ async function waitReady(url, timeoutMs, project) {
     } catch (error) {
       last = error.code ?? error.message;
     }
-    const exited = (await projectContainers(project)).filter((c) => c.state === 'exited' && !['migrate', 'kafka-init'].includes(c.service));
+    const exited = (await projectContainers(project)).filter(
+      (c) => c.state === 'exited' && !['migrate', 'kafka-init', 'redis-cluster-init'].includes(c.service),
+    );
     if (exited.length > 0) last += `; exited: ${exited.map((c) => c.service).join(', ')}`;
     await new Promise((r) => setTimeout(r, 2000));
   }

@@ -1,4 +1,4 @@
-import Redis, { Cluster, type NatMap, type RedisOptions } from 'ioredis';
+import Redis, { Cluster, type RedisOptions } from 'ioredis';
 import { cacheEntryVersion, encodeCacheEntry, type CacheEntry } from '@shortener/links';
 
 /** Typed key builders: the only place that knows how keys are spelled. */
@@ -32,7 +32,7 @@ type LinkCacheRedis = RedisClient & {
 };
 
 /** One Redis server (`redis://host:port`), or the seed nodes of a Redis Cluster. */
-export type RedisTarget = string | { url?: string; clusterNodes?: { host: string; port: number }[]; natMap?: NatMap };
+export type RedisTarget = string | { url?: string; clusterNodes?: { host: string; port: number }[] };
 
 /** A single-server client or a cluster client: the cache uses only what both speak. */
 export type RedisClient = Redis | Cluster;
@@ -75,7 +75,6 @@ export function createRedis(target: RedisTarget, options: RedisOptions = {}): Re
     retryDelayOnClusterDown: 100,
     maxRedirections: 8,
     clusterRetryStrategy: (attempt) => Math.min(attempt * 200, 2000),
-    natMap: typeof target === 'string' ? undefined : target.natMap,
     redisOptions: { ...perNode, password },
   });
 }
