@@ -16,8 +16,13 @@ export function randomCode(length = 7) {
   return code;
 }
 
+/** A code's slot: the top 10 bits of its CRC-32 (docs/reference.md section 3). */
+export function slotOf(code) {
+  return (crc32.str(code) >>> 0) >>> 22;
+}
+
 export function shardRing(slots) {
-  return (code) => slots[(crc32.str(code) >>> 0) >>> 22];
+  return (code) => slots[slotOf(code)];
 }
 
 /** GET /api/cluster: ring, primaries and replicas as the stack sees them now. */
@@ -43,21 +48,35 @@ export function pgClient(stack, node) {
 /**
  * Inserts `count` links with random codes straight into their owning primaries (not
  * through the API, so that no event warms the cache and the seeding takes a second, not
- * a minute). Returns the codes, shuffled; waits until every replica has them.
+ * a minute). Returns the codes, shuffled; waits until every replica has them. The ring
+ * names shards by id (ids may have gaps after a resharding), not by position.
  */
-export async function seedLinks(stack, cluster, count) {
+export async function seedLinks(stack, cluster, count, { prefix = 'b' } = {}) {
   const shardOf = shardRing(cluster.ring.slots);
-  const byShard = cluster.shards.map(() => []);
+  const byShard = new Map(cluster.shards.map((shard) => [shard.id, []]));
   const codes = new Set();
-  while (codes.size < count) codes.add(`b${randomCode(6)}`);
-  for (const code of codes) byShard[shardOf(code)].push(code);
+  // one random buffer, not a randomBytes call per character (200,000 codes in a fraction of a second)
+  while (codes.size < count) {
+    const bytes = randomBytes((count - codes.size) * 8 + 64);
+    let code = prefix;
+    for (const byte of bytes) {
+      if (byte >= 248) continue;
+      code += ALPHABET[byte % 62];
+      if (code.length === prefix.length + 6) {
+        codes.add(code);
+        if (codes.size === count) break;
+        code = prefix;
+      }
+    }
+  }
+  for (const code of codes) byShard.get(shardOf(code)).push(code);
   const inserted = [];
   await Promise.all(
-    cluster.shards.map(async (shard, index) => {
+    cluster.shards.map(async (shard) => {
       const client = pgClient(stack, shard.primary);
       await client.connect();
       try {
-        const mine = byShard[index];
+        const mine = byShard.get(shard.id);
         for (let at = 0; at < mine.length; at += 5000) {
           const chunk = mine.slice(at, at + 5000);
           const { rows } = await client.query(
@@ -88,6 +107,58 @@ export async function seedLinks(stack, cluster, count) {
     [inserted[i], inserted[j]] = [inserted[j], inserted[i]];
   }
   return inserted;
+}
+
+/**
+ * Rows of `urls` per slot on every shard's primary: `{ [shardId]: Map(slot -> {rows, before}) }`,
+ * `before` counting only rows created before `before` (a timestamptz as text, the
+ * databases' own clock), e.g. to leave out the rows a concurrent create load added.
+ */
+export async function rowsBySlot(stack, cluster, before = 'infinity') {
+  const out = {};
+  await Promise.all(
+    cluster.shards.map(async (shard) => {
+      const client = pgClient(stack, shard.primary);
+      await client.connect();
+      try {
+        const { rows } = await client.query(
+          `SELECT shortener_slot(code)::int AS slot, count(*)::int AS rows,
+                  count(*) FILTER (WHERE created_at < $1::timestamptz)::int AS before
+             FROM urls GROUP BY 1`,
+          [before],
+        );
+        out[shard.id] = new Map(rows.map((row) => [row.slot, { rows: row.rows, before: row.before }]));
+      } finally {
+        await client.end();
+      }
+    }),
+  );
+  return out;
+}
+
+/** The databases' clock now, as text (microseconds kept). */
+export async function databaseNow(stack, node) {
+  const client = pgClient(stack, node);
+  await client.connect();
+  try {
+    const { rows } = await client.query('SELECT clock_timestamp()::text AS now');
+    return rows[0].now;
+  } finally {
+    await client.end();
+  }
+}
+
+/** How many of `codes` have a row on the shard's primary. */
+export async function presentCount(stack, node, codes) {
+  if (codes.length === 0) return 0;
+  const client = pgClient(stack, node);
+  await client.connect();
+  try {
+    const { rows } = await client.query('SELECT count(*)::int AS n FROM urls WHERE code = ANY($1::text[])', [codes]);
+    return rows[0].n;
+  } finally {
+    await client.end();
+  }
 }
 
 export function redisOf(stack) {

@@ -64,6 +64,22 @@ function row(cells, widths) {
   return cells.map((cell, i) => (i === 0 ? pad(cell, widths[i]) : padStart(cell, widths[i]))).join('  ');
 }
 
+/** The reshard figure on one line (and its load on a second one). */
+function reshardText(rs) {
+  const pct = (share) => (share === null || share === undefined ? '-' : `${(share * 100).toFixed(2)} %`);
+  const hit = rs.load?.hitRequestsPerSecond;
+  const load = hit ? `hit ${hit.during ?? '-'} req/s during / ${hit.before ?? '-'} before = ${rs.hitRatio ?? '-'}x (target >= 0.7)` : '';
+  if (rs.error) return `error: ${rs.error}${load ? `; ${load}` : ''}`;
+  const fence = rs.load?.create?.fence503WithRetryAfter ?? 0;
+  return (
+    `shard ${rs.shard}: ${rs.rows.moved} rows in ${rs.operationSeconds} s = ${rs.rowsPerSecond} rows/s (${rs.totalSeconds} s POST to done, ` +
+    `${rs.provisionSeconds ?? '-'} s provisioning); share ${pct(rs.rows.share)}, handed-over slots' ${pct(rs.rows.expectedShare)} ` +
+    `(${rs.rows.exact ? 'exact' : `${rs.rows.movedFromBefore} vs ${rs.rows.expectedFromBefore} rows`}); longest write pause ${rs.maxWritePauseMs} ms (target < 1000)\n` +
+    `${pad('', 22)}  ${load}; errors ${rs.errors.total} (503 + Retry-After in a fence: ${fence}; target 0); ` +
+    `lost or left over: ${rs.checks?.nothingLostOrLeftOver ? 'none' : 'SOME'}`
+  );
+}
+
 export function table(results) {
   const lines = [];
   const widths = [22, 9, 8, 8, 7, 10, 8, 8, 6, 6, 7, 18, 5];
@@ -107,6 +123,8 @@ export function table(results) {
       `${pad('failover', widths[0])}  ${text} (topology changed after ${fo.topologyChangedAfterSeconds ?? '-'} s; target ${fo.target})  ${passText(fo.pass)}`,
     );
   }
+  const rs = results.figures.reshard;
+  if (rs) lines.push(`${pad('reshard', widths[0])}  ${reshardText(rs)}  ${passText(rs.pass)}`);
   lines.push("ratio = req/s of the subject / the reference; p99 x = p99 / reference p99; cpu x = CPU per request / the reference's");
   lines.push('(CPU per request, from /proc: the processes on the path of a request, e.g. gateway+Redis vs reference+Redis for a cache hit)');
   lines.push('');

@@ -1,18 +1,22 @@
 // `npm run bench`: starts a stack, measures the figures of docs/reference.md section 6 beside
 // their references, writes bench/results/latest.json, prints a table, stops the stack.
-//   --only=miss,hit,create,failover   a subset (default: all, in that order)
+//   --only=miss,hit,create,failover,reshard   a subset (default: all, in that order; reshard
+//                                             adds a shard, so it runs last)
 //   BENCH_CONNECTIONS (32), BENCH_SECONDS (8 per side, in BENCH_ROUNDS=4 alternating slices),
 //   BENCH_WARMUP_SECONDS (2), BENCH_MISS_CODES
 //   (20000), BENCH_HIT_CODES (2000), BENCH_SKIP_BUILD=1 (use dist/ as it is),
 //   BENCH_STACK_DIR=<dir> (attach to a running stack; nothing is started or stopped),
+//   BENCH_RESHARD_LINKS (200000), BENCH_RESHARD_BASELINE_SECONDS (5),
+//   BENCH_RESHARD_CREATE_CONNECTIONS (8), BENCH_RESHARD_TIMEOUT_SECONDS (900),
 //   BENCH_STRICT=1 (exit 1 when a target is missed)
 import os from 'node:os';
 import { clusterOf, redisOf, seedLinks } from './fixtures.mjs';
 import { machine, memoryFigure, perCore, table, writeResults } from './report.mjs';
-import { create, failover, MemoryWatch, redirectCacheHit, redirectCacheMiss, settings } from './scenarios.mjs';
+import { create, failover, MemoryWatch, redirectCacheHit, redirectCacheMiss, reshard, settings } from './scenarios.mjs';
 import { startStack } from './stack.mjs';
 
-const PHASES = ['miss', 'hit', 'create', 'failover'];
+// reshard changes the topology for good (a fifth shard): last
+const PHASES = ['miss', 'hit', 'create', 'failover', 'reshard'];
 
 function log(message) {
   process.stdout.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
@@ -93,6 +97,7 @@ export async function main(argv = process.argv.slice(2)) {
     // memory is judged on the load phases before the failover (which kills a node)
     results.memory = memoryFigure(memory.peakMb);
     if (phases.includes('failover')) await run('failover', failover);
+    if (phases.includes('reshard')) await run('reshard', reshard);
   } catch (error) {
     log(`bench failed: ${error.stack ?? error}`);
     results.error = String(error.message ?? error);
@@ -117,9 +122,10 @@ export async function main(argv = process.argv.slice(2)) {
     ['redirect, cache miss', f.redirectCacheMiss?.subject],
     ['create', f.create?.subject],
   ].filter(([, s]) => s);
+  const reshardErrors = f.reshard?.errors ? [['reshard', { errors: f.reshard.errors.total, errorDetail: f.reshard.errors }]] : [];
   results.errorsUnderLoad = {
-    total: loads.reduce((sum, [, s]) => sum + s.errors, 0),
-    byFigure: Object.fromEntries(loads.map(([name, s]) => [name, s.errorDetail])),
+    total: [...loads, ...reshardErrors].reduce((sum, [, s]) => sum + s.errors, 0),
+    byFigure: Object.fromEntries([...loads, ...reshardErrors].map(([name, s]) => [name, s.errorDetail])),
     target: 0,
   };
   results.generatorCpu = [
@@ -131,6 +137,8 @@ export async function main(argv = process.argv.slice(2)) {
           ]
         : [],
     ),
+    ...(f.reshard?.load?.hit ? [['reshard hits', f.reshard.load.hit.generatorCpu.cores]] : []),
+    ...(f.reshard?.load?.create ? [['reshard creates', f.reshard.load.create.generatorCpu.cores]] : []),
   ];
   results.machine.loadAverageAtEnd = os.loadavg().map((load) => Number(load.toFixed(2)));
   results.finishedAt = new Date().toISOString();

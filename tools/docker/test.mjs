@@ -8,16 +8,25 @@
 //     its container's address);
 //   - stack.e2e-spec.ts: replication, Redis and Kafka checks, except "stack directory"
 //     (files of a local STACK_DIR);
+//   - keys.e2e-spec.ts: API keys, ownership, per-key quotas, listing across the shards;
+//   - hostile.e2e-spec.ts: the hostile-client corpus, and no secret in any container's
+//     `docker logs` (the local run reads the files under STACK_DIR/logs instead);
+//   - operating.e2e-spec.ts: each service's /metrics on its container's address;
 //   - docker.compose-spec.ts: the container faults (docker kill / pause / network disconnect
 //     of a primary, docker kill of Redis and of a reader) under create and redirect load.
+// These are the same spec files as the local run, pointed at the containers through
+// E2E_STACK_DIR/stack.json (apps/system-e2e/src/support/docker.ts); where a spec does
+// something only a local stack allows it branches on `inventory.target === 'compose'`.
 // Not run here: resilience.e2e-spec.ts and failover.faults-spec.ts, which hold local
 // processes down through the local supervisor's hold files (docker.compose-spec.ts covers
-// their faults with docker). Then `down --volumes`, and the dockerd it started is stopped.
+// their faults with docker); admin.e2e-spec.ts (Chromium, the local supervisor's hold files, and a
+// switchover); backup.faults-spec.ts and resharding.reshard-spec.ts (the local
+// stack's pgBackRest and provision-shard commands, which compose has not). Then `down
+// --volumes`, and the dockerd it started is stopped.
 //
 //   DOCKER_TEST_KEEP=1   leave the topology running afterwards
 //   E2E_ONLY=<regexp>    only the spec files whose path matches
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -25,6 +34,7 @@ import { REPO_ROOT, docker, dockerBin, projectContainers, say } from './engine.m
 import { down } from './down.mjs';
 import { imageSizes } from './images.mjs';
 import { up } from './up.mjs';
+import { runJest } from '../lib/jest-run.mjs';
 
 const PROJECT = process.env.DOCKER_TEST_PROJECT || 'shortener-e2e';
 const PORT = String(Number(process.env.DOCKER_TEST_PORT || 8180) + Number(process.env.E2E_PORT_OFFSET || 0));
@@ -72,6 +82,7 @@ async function writeStackDir(started) {
         { topic: 'url.clicks', numPartitions: 6 },
         { topic: 'cluster.topology', numPartitions: 1 },
         { topic: 'cluster.commands', numPartitions: 1 },
+        { topic: 'cluster.operations', numPartitions: 1 },
       ],
     },
     services: {
@@ -98,32 +109,30 @@ async function writeStackDir(started) {
 
 const totals = { passed: 0, failed: 0, skipped: 0 };
 const failures = [];
+const perSuite = [];
 
-function jest(args, env, label) {
-  const resultFile = join(tmpdir(), `jest-docker-${label}-${process.pid}.json`);
-  return new Promise((resolveRun) => {
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'node_modules', 'jest', 'bin', 'jest.js'), ...args, '--json', `--outputFile=${resultFile}`], {
-      cwd: REPO_ROOT,
-      env,
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
-    child.on('exit', (code, signal) => {
-      if (existsSync(resultFile)) {
-        try {
-          const result = JSON.parse(readFileSync(resultFile, 'utf8'));
-          totals.passed += result.numPassedTests;
-          totals.failed += result.numFailedTests;
-          totals.skipped += result.numPendingTests + (result.numTodoTests ?? 0);
-          if (result.numTotalTests === 0 && !process.env.E2E_ONLY) failures.push(`${label}: no test ran`);
-        } catch {
-          /* reported by the exit code */
-        }
-        rmSync(resultFile, { force: true });
-      }
-      if (code !== 0) failures.push(`${label}: jest exited with ${code ?? signal}`);
-      resolveRun(code === 0);
-    });
-  });
+/** One suite against the containers (output forwarded, within 15 minutes); adds its counts. */
+async function jest(args, env, label) {
+  const { ok, result, failure } = await runJest({ args, env, label: `docker-${label}`, limitMs: 15 * 60_000, allowNoTests: Boolean(process.env.E2E_ONLY) });
+  if (result) {
+    totals.passed += result.numPassedTests;
+    totals.failed += result.numFailedTests;
+    totals.skipped += result.numPendingTests + (result.numTodoTests ?? 0);
+    say(`${label}: ${result.numPassedTests} passed, ${result.numFailedTests} failed, ${result.numPendingTests} skipped`);
+    perSuite.push({ label, passed: result.numPassedTests, failed: result.numFailedTests, skipped: result.numPendingTests });
+  }
+  if (failure) failures.push(failure.replace(/^docker-/, ''));
+  return ok;
+}
+
+/** Every container's log (the last 5,000 lines) beside the kept stack directory, to read after a failed run. */
+async function saveContainerLogs(dir) {
+  mkdirSync(dir, { recursive: true });
+  for (const container of await projectContainers(PROJECT, { all: true }).catch(() => [])) {
+    const { stdout, stderr } = await docker(['logs', '--tail', '5000', container.id], { allowFail: true });
+    writeFileSync(join(dir, `${container.name ?? container.service}.log`), stdout + stderr);
+  }
+  say(`container logs in ${dir}`);
 }
 
 /** The whole run; returns the exit code. Shared with tools/test.mjs (its docker phase). */
@@ -132,7 +141,9 @@ export async function testDocker() {
   let stackDir = null;
   let started = null;
   try {
-    started = await up({ project: PROJECT, port: PORT });
+    // The suites and fault loads send hundreds of anonymous creates a minute from one address:
+    // the deployment's limit of 60 would turn them into 429s (the quota has suites of its own).
+    started = await up({ project: PROJECT, port: PORT, extraEnv: { ANONYMOUS_RATE_LIMIT_PER_MINUTE: process.env.ANONYMOUS_RATE_LIMIT_PER_MINUTE || '0' } });
     say(`compose project ${PROJECT} ready at ${started.gatewayUrl} after ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     for (const [name, size] of Object.entries(await imageSizes(started.images))) say(`image ${name}: ${size}`);
     stackDir = await writeStackDir(started);
@@ -142,6 +153,9 @@ export async function testDocker() {
     const runs = [
       ['api', 'apps/system-e2e/src/api.e2e-spec.ts', null],
       ['stack', 'apps/system-e2e/src/stack.e2e-spec.ts', '^(?!stack directory)'],
+      ['keys', 'apps/system-e2e/src/keys.e2e-spec.ts', null],
+      ['hostile', 'apps/system-e2e/src/hostile.e2e-spec.ts', null],
+      ['operating', 'apps/system-e2e/src/operating.e2e-spec.ts', null],
       ['compose-faults', 'apps/system-e2e/src/docker.compose-spec.ts', null],
     ];
     for (const [label, spec, names] of runs) {
@@ -162,6 +176,7 @@ export async function testDocker() {
         allowFail: true,
       });
       process.stdout.write(`[docker] containers:\n${logs.stdout}`);
+      if (stackDir) await saveContainerLogs(join(stackDir, 'logs'));
     }
     if (process.env.DOCKER_TEST_KEEP !== '1')
       await down({ project: PROJECT, volumes: true, stopEngine: true }).catch((error) => failures.push(`docker down: ${error.message}`));
@@ -171,7 +186,7 @@ export async function testDocker() {
   for (const failure of failures) say(`FAILED ${failure}`);
   say(`test:docker took ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   process.stdout.write(`docker total: ${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped\n`);
-  return { ok: failures.length === 0 && totals.failed === 0, totals, failures };
+  return { ok: failures.length === 0 && totals.failed === 0, totals, failures, perSuite };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {

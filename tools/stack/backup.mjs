@@ -192,7 +192,11 @@ export async function restoreCommand(source, sourceStackDir, argv) {
   await choose('REDIS_PORT', defaults.redisPort, (port) => [port]);
   await choose('KAFKA_PORT', defaults.kafkaPort, (port) => [port, port + 1]);
   const config = readEnvironment(environment);
-  const inventory = { ...buildInventory(config, undefined), replicationMode: source.replicationMode, archiving: false };
+  const inventory = {
+    ...buildInventory(config, undefined, { shardIds: source.shards.map((shard) => shard.id) }),
+    replicationMode: source.replicationMode,
+    archiving: false,
+  };
   for (const shard of inventory.shards) {
     for (const node of shard.nodes) {
       if (await canConnect(node.host, node.port, 300))
@@ -213,7 +217,7 @@ export async function restoreCommand(source, sourceStackDir, argv) {
   const t0 = Date.now();
   const restoreShard = async ({ shard, stanza, backup }) => {
     const t = Date.now();
-    const node = inventory.shards[shard.id].nodes[0];
+    const node = inventory.shards.find((restored) => restored.id === shard.id).nodes[0];
     await backrest.exec([`--stanza=${stanza}`, `--pg1-path=${node.dataDir}`, `--set=${backup.label}`, ...restoreTargetOptions(target), 'restore'], {
       config: restoreConfig,
     });

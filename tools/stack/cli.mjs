@@ -3,6 +3,10 @@
 // npm run stack -- stop           stops the running launcher (or, without one, whatever of the stack is left)
 // npm run stack -- psql <node>    psql on a node (database shortener) as postgres
 // npm run stack -- env            the service environment (for running one service by hand)
+// npm run stack -- provision-shard <id> [--json]   creates and starts shard <id>'s nodes (online resharding)
+// npm run stack -- retire-shard <id> [--json]      stops shard <id>'s nodes, keeps their data, retires the shard
+// npm run stack -- add-shard [--nodes '<json>']     adds a shard online (POST /api/cluster/shards), shows progress until it ends
+// npm run stack -- drain-shard <id>                drains a shard online (DELETE /api/cluster/shards/<id>), likewise
 // npm run stack -- backup [--type full|diff|incr]   pgBackRest backup of every shard (from a standby), then verify
 // npm run stack -- backups        the backups of every shard
 // npm run stack -- restore-point <name>             a named restore point on every shard at once
@@ -77,10 +81,12 @@ async function status() {
     `stack ${stackDir}  launcher: ${launcher && isAlive(launcher) ? `running (pid ${launcher})` : 'not running'}  mode: ${inventory.replicationMode}`,
   );
   for (const shard of inventory.shards) {
-    console.log(`shard ${shard.id}`);
+    console.log(`shard ${shard.id}${shard.provisioning ? '  (provisioning: npm run stack -- provision-shard ' + shard.id + ' completes it)' : ''}`);
     const states = await Promise.all(shard.nodes.map((node) => nodeState(node, pw)));
     shard.nodes.forEach((node, i) => console.log(`  ${node.name.padEnd(6)} ${String(node.port).padEnd(6)} ${states[i].role.padEnd(8)} ${states[i].detail}`));
   }
+  for (const shard of inventory.retiredShards ?? [])
+    console.log(`shard ${shard.id}  retired ${shard.retiredAt}  (stopped, data kept: ${shard.nodes.map((n) => n.name).join(' ')})`);
   console.log(`redis  ${inventory.redis.url}  ${(await canConnect(inventory.redis.host, inventory.redis.port)) ? 'up' : 'down'}`);
   const [kh, kp] = inventory.kafka.brokers[0].split(':');
   console.log(`kafka  ${inventory.kafka.brokers.join(',')}  ${(await canConnect(kh, Number(kp))) ? 'up' : 'down'}`);
@@ -179,6 +185,81 @@ function env() {
   for (const [k, v] of Object.entries(serviceEnv)) console.log(`${k}=${JSON.stringify(v === '(secret)' ? secrets[k] : v)}`);
 }
 
+/**
+ * add-shard / drain-shard through the gateway's admin API, then the operation's progress
+ * every 500 ms until it ends: 0 done, 1 failed (or lost from sight), 2 refused or misused.
+ */
+async function reshard() {
+  const { UsageError, exitCodeOf, parseReshardingArgs, progressLine, progressOutput, refusalMessage } = await import('./operation-progress.mjs');
+  let request;
+  try {
+    request = parseReshardingArgs(command, rest);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(error.message);
+    return 2;
+  }
+  const inventory = inventoryOrExit();
+  const token = existsSync(p.adminToken) ? readFileSync(p.adminToken, 'utf8').trim() : '';
+  if (!token) {
+    console.error(`no admin token in ${p.adminToken}`);
+    return 1;
+  }
+  const base = `http://127.0.0.1:${inventory.services.gateway.port}`;
+  const headers = { authorization: `Bearer ${token}` };
+  let response;
+  try {
+    response = await fetch(`${base}${request.path}`, {
+      method: request.method,
+      headers: request.body ? { ...headers, 'content-type': 'application/json' } : headers,
+      body: request.body ? JSON.stringify(request.body) : undefined,
+      // The gateway waits up to 15 s for the leading monitor's answer.
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch (error) {
+    console.error(`the gateway at ${base} did not answer: ${error.message}`);
+    return 1;
+  }
+  const text = await response.text();
+  if (response.status !== 202) {
+    console.error(refusalMessage(response.status, text));
+    return 2;
+  }
+  let document = JSON.parse(text);
+  const location = response.headers.get('location') ?? `/api/cluster/operations/${document.id}`;
+  const isTTY = Boolean(process.stdout.isTTY);
+  let shown = null;
+  let unseenSince = null;
+  for (;;) {
+    const line = progressLine(document);
+    const output = progressOutput(line, shown, isTTY);
+    if (output) process.stdout.write(output);
+    shown = line;
+    const code = exitCodeOf(document);
+    if (code !== null) {
+      if (isTTY) process.stdout.write('\n');
+      if (code === 1) console.error(`${document.type} ${document.shard} failed: ${document.error ?? 'no error given'}`);
+      return code;
+    }
+    await sleep(500);
+    try {
+      const poll = await fetch(`${base}${location}`, { headers, signal: AbortSignal.timeout(5000) });
+      const body = await poll.text();
+      if (poll.status !== 200) throw new Error(refusalMessage(poll.status, body));
+      document = JSON.parse(body);
+      unseenSince = null;
+    } catch (error) {
+      // The operation runs in the monitor: a gateway that restarts or is slow ends nothing.
+      unseenSince ??= Date.now();
+      if (Date.now() - unseenSince > 60_000) {
+        if (isTTY) process.stdout.write('\n');
+        console.error(`no progress of operation ${document.id} for a minute (${error.message}); it may still run: GET ${location}`);
+        return 1;
+      }
+    }
+  }
+}
+
 switch (command) {
   case 'status':
     await status();
@@ -195,6 +276,14 @@ switch (command) {
     break;
   case 'env':
     env();
+    break;
+  case 'provision-shard': // online resharding: a shard's nodes (tools/stack/provision.mjs)
+  case 'retire-shard':
+    process.exitCode = await (await import('./provision.mjs')).shardNodesCommand(command, stackDir, rest);
+    break;
+  case 'add-shard':
+  case 'drain-shard':
+    process.exitCode = await reshard();
     break;
   case 'backup':
   case 'backups':
@@ -218,7 +307,7 @@ switch (command) {
   }
   default:
     console.error(
-      'usage: npm run stack -- status | stop | psql <node> [database] | env [service] | backup [--type full|diff|incr] | backups | restore-point <name> | restore --to <time|restore point|latest> --stack-dir <dir>',
+      "usage: npm run stack -- status | stop | psql <node> [database] | env [service] | add-shard [--nodes '<json>'] | drain-shard <id> | backup [--type full|diff|incr] | backups | restore-point <name> | restore --to <time|restore point|latest> --stack-dir <dir>",
     );
     process.exit(2);
 }

@@ -135,9 +135,11 @@ export function secretFile(file, length, given) {
 /**
  * The inventory: which nodes exist and where. For an existing stack the shards, nodes and
  * infrastructure ports come from its stack.json (a second start reuses the data); the
- * service ports and gateway settings come from the environment of this start.
+ * service ports and gateway settings come from the environment of this start. A new stack
+ * has shards 0..SHARDS-1, or `shardIds` (a restore of a stack whose shards were added and
+ * drained keeps their ids: the slot map recorded in its databases names them).
  */
-export function buildInventory(config, previous) {
+export function buildInventory(config, previous, { shardIds } = {}) {
   const p = paths(config.stackDir);
   let shards;
   let redisPort = config.redisPort;
@@ -163,6 +165,8 @@ export function buildInventory(config, previous) {
   } else if (previous) {
     shards = previous.shards.map((shard) => ({
       id: shard.id,
+      // a shard that `npm run stack -- provision-shard` has not finished stays marked so (tools/stack/provision.mjs)
+      ...(shard.provisioning ? { provisioning: true } : {}),
       nodes: shard.nodes.map((node) => ({ ...node, dataDir: join(p.pg, node.name) })),
     }));
     redisPort = previous.redis?.port ?? redisPort;
@@ -170,7 +174,7 @@ export function buildInventory(config, previous) {
     if (broker) kafkaPort = Number(broker.split(':').pop());
     replicationMode = previous.replicationMode ?? replicationMode;
   } else {
-    shards = Array.from({ length: config.shards }, (_, shard) => ({
+    shards = (shardIds ?? Array.from({ length: config.shards }, (_, shard) => shard)).map((shard) => ({
       id: shard,
       nodes: Array.from({ length: 1 + config.replicas }, (_, index) => {
         const name = `s${shard}n${index}`;
@@ -211,6 +215,8 @@ export function buildInventory(config, previous) {
       osUser: undefined,
     },
     shards,
+    // stopped by `npm run stack -- retire-shard`, data kept; never started again, not in SHARD_NODES
+    ...(previous?.retiredShards?.length ? { retiredShards: previous.retiredShards } : {}),
     redis: { host: HOST, port: redisPort, url: `redis://${HOST}:${redisPort}`, dataDir: p.redis },
     kafka: {
       brokers: [`${HOST}:${kafkaPort}`],
@@ -230,6 +236,8 @@ export const KAFKA_TOPICS = [
   { topic: 'cluster.topology', numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] },
   // one partition: whoever holds it in the monitors' consumer group leads (libs/events leader-election)
   { topic: 'cluster.commands', numPartitions: 1, configEntries: [] },
+  // resharding operations, one record per operation id (the newest is its state)
+  { topic: 'cluster.operations', numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] },
 ];
 
 /** SHARD_NODES as docs/runtime.md defines it. */

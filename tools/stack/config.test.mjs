@@ -36,3 +36,17 @@ test('without ports given, or once it has run (its replicas point at those ports
   assert.equal(ran.shards[0].nodes[0].port, 18400);
   assert.equal(ran.restoredFrom.startedAt, '2026-12-03T11:00:00.000Z');
 });
+
+test('a restore of a stack whose shards were added and drained keeps their ids, names and ports', () => {
+  const config = readEnvironment({ STACK_DIR: '/tmp/restored', SHARDS: '3', REPLICAS: '1', PG_BASE_PORT: '26400' });
+  const inventory = buildInventory(config, undefined, { shardIds: [0, 1, 4] });
+  assert.deepEqual(
+    inventory.shards.map((shard) => [shard.id, shard.nodes.map((node) => `${node.name}:${node.port}`)]),
+    [
+      [0, ['s0n0:26400', 's0n1:26401']],
+      [1, ['s1n0:26408', 's1n1:26409']],
+      [4, ['s4n0:26432', 's4n1:26433']],
+    ],
+  );
+  assert.equal(inventory.shards[2].nodes[0].dataDir, '/tmp/restored/pg/s4n0');
+});

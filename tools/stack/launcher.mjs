@@ -18,6 +18,7 @@ import {
 } from './config.mjs';
 import { PgCluster } from './pg.mjs';
 import { PgBackRest } from './pgbackrest.mjs';
+import { shardsToStop } from './provision.mjs';
 import { redisProcess, waitForRedis } from './redis.mjs';
 import { ensureTopics, kafkaProcess } from './kafka.mjs';
 import { Supervised } from './supervisor.mjs';
@@ -93,6 +94,12 @@ export async function launch(env = process.env) {
     state.build?.kill('SIGTERM');
     state.migrate?.kill('SIGTERM');
     await Promise.race([state.pgStarting.catch(() => undefined), sleep(150_000)]);
+    // shards provisioned while the stack ran (npm run stack -- provision-shard) stop with it
+    try {
+      pgCluster.inventory.shards = shardsToStop(pgCluster.inventory.shards, readStackJson(config.stackDir));
+    } catch (error) {
+      log('warn', `stack.json unreadable at stop: ${error.message}`);
+    }
     await Promise.all([state.processes.kafka?.stop(), state.processes.redis?.stop(), pgCluster.stopAll()]);
     const left = processesOfStack(config.stackDir);
     if (left.length > 0) {
@@ -316,6 +323,8 @@ function serviceEnvironments(config, inventory, { pgPassword, rolePasswords, adm
       MONITOR_ID: m.name,
       NODE_CONTROL: 'local',
       STACK_DIR: config.stackDir,
+      // where LocalNodeControl finds cli.mjs (provision-shard, retire-shard)
+      STACK_TOOLS_DIR: join(REPO_ROOT, 'tools', 'stack'),
       PG_BIN: config.pgBin,
     };
     if (process.geteuid?.() === 0) envs[m.name].PG_OS_USER = process.env.PG_OS_USER || 'postgres';

@@ -1,5 +1,5 @@
-import type { ClusterCommand } from '@shortener/contracts';
-import { NodeAdmin, probeNode, type NodeState, type ShardPools } from '@shortener/db';
+import type { SwitchoverCommand } from '@shortener/contracts';
+import { NodeAdmin, probeNode, SlotMoveRepository, type NodeState, type ShardPools } from '@shortener/db';
 import {
   FailureDetector,
   initialTopology,
@@ -68,6 +68,7 @@ export class FailoverCoordinator {
   /** The epoch whose roles the platform shows (pod labels in Kubernetes); -1: none yet. */
   private markedEpoch = -1;
   private readonly ports: SwitchoverPorts;
+  private publishing: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly deps: CoordinatorDependencies) {
     this.ports = this.makePorts();
@@ -98,6 +99,51 @@ export class FailoverCoordinator {
     this.timer = null;
   }
 
+  /**
+   * Topology changes of this leader (failovers, switchovers, slot moves) are published one
+   * at a time, each a compare-and-set on the epoch it was derived from: a document that is
+   * no longer the next epoch is refused (the failover round that made it resumes on the
+   * next round), so two changes can never both claim one epoch and one of them vanish.
+   */
+  private publishInTurn(topology: Topology, send: (topology: Topology) => Promise<void> = (doc) => this.deps.publish(doc)): Promise<void> {
+    const turn = this.publishing.then(async () => {
+      const current = this.topology;
+      if (topology.epoch !== current.epoch + 1) throw new Error(`stale topology change: epoch ${topology.epoch} offered after ${current.epoch}`);
+      await send(topology);
+      this.adopt(topology);
+    });
+    this.publishing = turn.catch(() => undefined);
+    return turn;
+  }
+
+  /**
+   * A change derived from the newest topology at its turn (the resharding operation's
+   * steps), published under this leader's term; `send` may publish more with it in the
+   * same Kafka transaction (the operation's record at a slot switch).
+   */
+  async publishChange(change: (current: Topology) => Topology, send?: (topology: Topology) => Promise<void>): Promise<Topology> {
+    let published: Topology | null = null;
+    const turn = this.publishing.then(async () => {
+      const term = this.deps.term();
+      if (term === null || !this.deps.isLeader()) throw new Error('not leading: topology change not published');
+      const current = this.topology;
+      const next = withTerm({ ...change(current), epoch: current.epoch + 1 }, term);
+      await (send ?? ((doc: Topology) => this.deps.publish(doc)))(next);
+      this.adopt(next);
+      published = next;
+    });
+    this.publishing = turn.catch(() => undefined);
+    await turn;
+    return published!;
+  }
+
+  /** The newest slot map the primaries recorded at a resharding switch (migration 6), if any. */
+  private async savedSlotMap(primaries: string[]): Promise<{ epoch: number; slots: number[] } | null> {
+    const repository = new SlotMoveRepository();
+    const maps = await Promise.all(primaries.map((name) => repository.savedSlotMap(this.deps.pools.pool(name))));
+    return maps.reduce<{ epoch: number; slots: number[] } | null>((newest, map) => (map && (!newest || map.epoch > newest.epoch) ? map : newest), null);
+  }
+
   /** A new leader with no topology on Kafka publishes the first one, from what the nodes say. */
   async publishInitialTopology(shards: { id: number; nodes: { name: string; host: string; port: number }[] }[]): Promise<Topology> {
     const term = this.deps.term();
@@ -112,7 +158,14 @@ export class FailoverCoordinator {
         }
       }
     }
-    const topology = withTerm(initialTopology(shards, this.deps.pools.topology.replicationMode, primaries), term);
+    let topology = withTerm(initialTopology(shards, this.deps.pools.topology.replicationMode, primaries), term);
+    // A stack restored from backups after slots moved: its databases say which map they were written under.
+    const saved = await this.savedSlotMap([...primaries.values()]);
+    const ids = new Set(shards.map((shard) => shard.id));
+    if (saved && saved.slots.every((owner) => ids.has(owner))) {
+      topology = { ...topology, ring: { ...topology.ring, slots: saved.slots } };
+      this.deps.log('info', 'first topology takes the slot map recorded in the databases', { recordedAtEpoch: saved.epoch });
+    }
     await this.deps.publish(topology);
     this.adopt(topology);
     return topology;
@@ -152,12 +205,16 @@ export class FailoverCoordinator {
     if (topology.epoch !== this.markedEpoch) void this.markRoles(topology);
     const failing: ShardMembers[] = [];
     for (const shard of topology.shards) {
-      if (this.busyShards.has(shard.id)) continue;
+      // Decisions are taken on the topology the round probed under: a switchover, failover or
+      // slot switch published meanwhile (the probes take up to a second) made the roles it
+      // saw stale, e.g. a just-promoted primary would look like a replica that accepts writes.
+      if (!this.roundStillCurrent(topology, shard.id)) continue;
       if (this.detector.isDown(shard.primary)) {
         failing.push(shard);
         continue;
       }
       await this.trackStreaming(shard);
+      if (!this.roundStillCurrent(topology, shard.id)) continue;
       // Beside a failing primary, a replica out of recovery is the promotion the failover resumes: left alone.
       if (this.detector.consecutiveFailures(shard.primary) > 0) continue;
       for (const replica of shard.replicas) this.reconcileReplica(shard, replica);
@@ -165,6 +222,11 @@ export class FailoverCoordinator {
     await Promise.all(
       failing.map((shard) => this.failover(shard, `primary ${shard.primary} failed ${this.detector.consecutiveFailures(shard.primary)} health checks`)),
     );
+  }
+
+  /** The round's topology is still the newest and no switchover or failover of the shard runs. */
+  private roundStillCurrent(topology: Topology, shardId: number): boolean {
+    return this.topology.epoch === topology.epoch && !this.busyShards.has(shardId);
   }
 
   private async trackStreaming(shard: ShardMembers): Promise<void> {
@@ -183,7 +245,7 @@ export class FailoverCoordinator {
   }
 
   /** Planned switchover: writes pause while the primary hands over, nothing acknowledged is lost. */
-  async handleCommand(command: ClusterCommand): Promise<void> {
+  async handleCommand(command: SwitchoverCommand): Promise<void> {
     const topology = this.topology;
     const shard = topology.shards.find((candidate) => candidate.id === command.shard);
     if (!shard || command.epoch !== topology.epoch || this.busyShards.has(shard.id)) {
@@ -202,6 +264,9 @@ export class FailoverCoordinator {
   }
 
   private async failover(shard: ShardMembers, reason: string): Promise<void> {
+    // runFailover works on the newest topology: it must still name the primary found dead.
+    const current = this.topology.shards.find((candidate) => candidate.id === shard.id);
+    if (!current || current.primary !== shard.primary || this.busyShards.has(shard.id)) return;
     this.busyShards.add(shard.id);
     const failingSince = this.detector.failingSince(shard.primary) ?? Date.now();
     try {
@@ -265,7 +330,7 @@ export class FailoverCoordinator {
         await NodeAdmin.setSynchronousStandbyNames(pool, synchronousStandbyNames(this.topology.replicationMode, followers));
       },
       repoint: (replica, upstream) => NodeAdmin.followPrimary(pools.pool(replica), nodeAddress(this.topology, upstream), replica),
-      publish: (topology) => this.deps.publish(topology),
+      publish: (topology) => this.publishInTurn(topology),
       adopt: (topology) => this.adopt(topology),
       now: () => Date.now(),
       log: this.deps.log,

@@ -125,4 +125,11 @@ describe('Kubernetes node control', () => {
     await expect(control.isRunning('s0n2')).rejects.toThrow(/HTTP 403/);
     await expect(control.fence('s9n9')).rejects.toThrow(RangeError);
   });
+
+  it('cannot provision a shard (the operator names the pods) and leaves retiring to the operator', async () => {
+    expect(control.canProvision).toBe(false);
+    await expect(control.provision()).rejects.toThrow('node control kubernetes cannot provision nodes: name them in the body of POST /api/cluster/shards');
+    await expect(control.retire()).resolves.toBeUndefined();
+    expect(seen).toEqual([]);
+  });
 });

@@ -19,6 +19,17 @@ export interface KubernetesApi {
 /** The label the `pg-s<n>-primary` Services select (k8s/base/postgres.yaml). */
 export const ROLE_LABEL = 'shortener.io/role';
 
+/**
+ * Every Kubernetes API request this node control makes (the `call`s below), as RBAC names
+ * them. k8s/base/rbac.yaml grants the monitor exactly these, and deploy/checks fails when a
+ * grant is not listed here, a listed call is not granted, or a call below is not listed.
+ */
+export const KUBERNETES_API_CALLS: readonly { group: string; resource: string; verb: string; usedBy: string }[] = [
+  { group: '', resource: 'pods', verb: 'get', usedBy: 'fence (until the pod is gone), isRunning' },
+  { group: '', resource: 'pods', verb: 'patch', usedBy: `markRoles (the ${ROLE_LABEL} label)` },
+  { group: '', resource: 'pods', verb: 'delete', usedBy: 'fence, rejoin, start, stop' },
+];
+
 export const IN_CLUSTER_API: KubernetesApi = {
   url: 'https://kubernetes.default.svc',
   serviceAccountDir: '/var/run/secrets/kubernetes.io/serviceaccount',
@@ -114,6 +125,23 @@ export class KubernetesNodeControl implements NodeControl {
         if (response.status !== 200 && response.status !== 404) throw new Error(`labelling pod of ${node}: HTTP ${response.status}`);
       }
     }
+  }
+
+  /** The StatefulSets are the operator's (k8s/): a new shard's pods are named in the request. */
+  readonly canProvision = false;
+
+  async provision(): Promise<NodeAddress[]> {
+    throw new Error('node control kubernetes cannot provision nodes: name them in the body of POST /api/cluster/shards');
+  }
+
+  /**
+   * Nothing here: the operator scales the drained shard's StatefulSet to 0
+   * (`kubectl scale statefulset pg-s<n> --replicas=0`), which stops its pods and keeps their
+   * PersistentVolumeClaims, so the data stays until the operator deletes them. The monitor's
+   * service account may not scale StatefulSets, and a pod deleted here would be recreated.
+   */
+  async retire(): Promise<void> {
+    return undefined;
   }
 
   private async deletePod(node: string, graceSeconds: number): Promise<void> {

@@ -10,6 +10,16 @@ interface StackInventory {
   logs: string;
 }
 
+/** How LocalNodeControl runs the stack's own tools (tools/stack/cli.mjs). */
+export interface LocalToolsOptions {
+  /** Directory of cli.mjs: STACK_TOOLS_DIR (the launcher sets it), else tools/stack under the working directory. */
+  toolsDir?: string;
+  /** Deadline of provision-shard (initdb, base backups, migrations). */
+  provisionTimeoutMs?: number;
+  /** Deadline of retire-shard. */
+  retireTimeoutMs?: number;
+}
+
 interface RunResult {
   code: number;
   stdout: string;
@@ -27,14 +37,67 @@ const NODE_LOCAL_SETTINGS = ['primary_conninfo', 'primary_slot_name', 'synchrono
  */
 export class LocalNodeControl implements NodeControl {
   readonly fenceMethod = 'SIGKILL of the postmaster and its backends, awaited until they are gone';
-  private readonly inventory: StackInventory;
+  /** provision-shard of tools/stack/cli.mjs makes a new shard's nodes like the launcher's. */
+  readonly canProvision = true;
+  private inventory: StackInventory;
+  private readonly toolsDir: string;
+  private readonly provisionTimeoutMs: number;
+  private readonly retireTimeoutMs: number;
 
   constructor(
-    stackDir: string,
+    private readonly stackDir: string,
     private readonly log: (message: string, extra?: object) => void,
     private readonly fenceTimeoutMs = 5000,
+    tools: LocalToolsOptions = {},
   ) {
-    this.inventory = JSON.parse(readFileSync(join(stackDir, 'stack.json'), 'utf8')) as StackInventory;
+    this.inventory = this.readInventory();
+    this.toolsDir = tools.toolsDir ?? (process.env.STACK_TOOLS_DIR || join(process.cwd(), 'tools', 'stack'));
+    this.provisionTimeoutMs = tools.provisionTimeoutMs ?? 180_000;
+    this.retireTimeoutMs = tools.retireTimeoutMs ?? 120_000;
+  }
+
+  private readInventory(): StackInventory {
+    return JSON.parse(readFileSync(join(this.stackDir, 'stack.json'), 'utf8')) as StackInventory;
+  }
+
+  /**
+   * `npm run stack -- provision-shard <shard> --json`: the shard's nodes s<shard>n<i> on
+   * PG_BASE_PORT + shard*8 + i, made as the launcher makes a new stack's and recorded in
+   * stack.json, which is read again so that every verb knows them.
+   */
+  async provision(shard: number): Promise<NodeAddress[]> {
+    const started = Date.now();
+    this.log('provisioning shard', { shard });
+    const result = await this.stackCommand(['provision-shard', String(shard), '--json'], this.provisionTimeoutMs);
+    const answer = parseProvisioned(result.stdout, shard);
+    this.inventory = this.readInventory();
+    this.log('shard provisioned', { shard, nodes: answer.map((node) => node.name), seconds: (Date.now() - started) / 1000 });
+    return answer;
+  }
+
+  /** `npm run stack -- retire-shard <shard>`: stops the nodes (fast), keeps their data, retires the shard in stack.json. */
+  async retire(shard: number, nodes: string[]): Promise<void> {
+    await this.stackCommand(['retire-shard', String(shard), '--json'], this.retireTimeoutMs);
+    this.inventory = this.readInventory();
+    this.log('shard retired', { shard, nodes });
+  }
+
+  /** Runs tools/stack/cli.mjs on this stack; rejects with the command's own last words when it fails. */
+  private stackCommand(args: string[], timeoutMs: number): Promise<{ stdout: string; stderr: string }> {
+    const cli = join(this.toolsDir, 'cli.mjs');
+    return new Promise((resolve, reject) => {
+      execFile(
+        process.execPath,
+        [cli, ...args],
+        { env: { ...process.env, STACK_DIR: this.stackDir }, timeout: timeoutMs, killSignal: 'SIGTERM', maxBuffer: 16 * 1024 * 1024 },
+        (error, stdout, stderr) => {
+          if (!error) return resolve({ stdout, stderr });
+          const how = error.killed ? `did not finish within ${timeoutMs / 1000} s` : `exited with ${error.code ?? error.signal ?? 'an error'}`;
+          const said = stderr.trim().split('\n').slice(-5).join('\n') || error.message;
+          reject(new Error(`${args[0]} ${args[1]} (${cli}) ${how}: ${said}`));
+        },
+      );
+    });
   }
 
   /** Clients find primaries through the topology alone here: nothing to mark. */
@@ -141,7 +204,13 @@ export class LocalNodeControl implements NodeControl {
   }
 
   private node(name: string) {
-    const node = this.inventory.shards.flatMap((shard) => shard.nodes).find((candidate) => candidate.name === name);
+    const find = () => this.inventory.shards.flatMap((shard) => shard.nodes).find((candidate) => candidate.name === name);
+    let node = find();
+    if (!node) {
+      // a shard provisioned since (by this monitor or another): stack.json knows it
+      this.inventory = this.readInventory();
+      node = find();
+    }
     if (!node) throw new RangeError(`unknown node ${name}`);
     return node;
   }
@@ -175,6 +244,24 @@ export class LocalNodeControl implements NodeControl {
       );
     });
   }
+}
+
+/** The one JSON line of `provision-shard --json`: `{"id", "nodes": [{"name", "host", "port"}, ...]}`. */
+export function parseProvisioned(stdout: string, shard: number): NodeAddress[] {
+  const line = stdout.trim().split('\n').pop() ?? '';
+  let parsed: { id?: unknown; nodes?: unknown };
+  try {
+    parsed = JSON.parse(line) as { id?: unknown; nodes?: unknown };
+  } catch {
+    throw new Error(`provision-shard ${shard} answered no JSON line: ${JSON.stringify(line.slice(0, 200))}`);
+  }
+  const nodes = (Array.isArray(parsed.nodes) ? (parsed.nodes as Partial<NodeAddress>[]) : []).flatMap(({ name, host, port }) =>
+    typeof name === 'string' && typeof host === 'string' && typeof port === 'number' && Number.isInteger(port) ? [{ name, host, port }] : [],
+  );
+  if (parsed.id !== shard || nodes.length === 0 || nodes.length !== (parsed.nodes as unknown[]).length) {
+    throw new Error(`provision-shard ${shard} answered an unexpected shard: ${line.slice(0, 300)}`);
+  }
+  return nodes;
 }
 
 function processAlive(pid: number): boolean {

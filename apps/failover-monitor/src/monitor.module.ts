@@ -35,7 +35,7 @@ export class MonitorModule {
               shards: config.SHARD_NODES,
               replicationMode: config.REPLICATION_MODE,
               credentials: { user: config.PG_USER, password: config.PG_PASSWORD, database: config.PG_DATABASE },
-              sizing: { max: 2, connectTimeoutMs: 800, statementTimeoutMs: 500, applicationName: 'failover-monitor' },
+              sizing: { max: 2, connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS ?? 800, statementTimeoutMs: 500, applicationName: 'failover-monitor' },
               onTopology: (topology) => log.info({ epoch: topology.epoch }, 'topology applied'),
               onError: (error) => log.debug({ err: error.message }, 'cluster view'),
             }),

@@ -23,4 +23,16 @@ describe('node control', () => {
     await control.rejoin('s0n1', { name: 's0n0', host: 'h', port: 1 });
     expect(readOnly).toEqual(['s0n0', 's0n1']);
   });
+
+  it('cannot provision a shard under compose: the operator names the nodes; retiring only logs', async () => {
+    const logged: string[] = [];
+    const control = new SqlOnlyNodeControl(
+      async () => undefined,
+      (message) => void logged.push(message),
+    );
+    expect(control.canProvision).toBe(false);
+    await expect(control.provision()).rejects.toThrow('node control sql cannot provision nodes: name them in the body of POST /api/cluster/shards');
+    await control.retire(4, ['s4n0', 's4n1']);
+    expect(logged).toEqual(['shard retired: its containers are left to the operator to stop']);
+  });
 });

@@ -29,4 +29,18 @@ export interface NodeControl {
    * which the `pg-s<n>-primary` Services select. Nothing to do for local processes.
    */
   markRoles(shards: { primary: string; replicas: string[] }[]): Promise<void>;
+  /**
+   * Whether `provision` can make a new shard's nodes (online resharding, POST
+   * /api/cluster/shards with body `{}`). Only the local stack can; elsewhere the operator
+   * runs the nodes and names them in the request.
+   */
+  readonly canProvision: boolean;
+  /**
+   * Creates and starts shard `shard`'s nodes (a primary and REPLICAS streaming replicas in
+   * the cluster's replication mode, every migration applied) and resolves their addresses,
+   * the primary first. Idempotent: after a partial failure a second call completes it.
+   */
+  provision(shard: number): Promise<NodeAddress[]>;
+  /** Stops a drained shard's nodes; their data is kept until an operator removes it. */
+  retire(shard: number, nodes: string[]): Promise<void>;
 }

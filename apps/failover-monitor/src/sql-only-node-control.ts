@@ -49,4 +49,16 @@ export class SqlOnlyNodeControl implements NodeControl {
   async isRunning(): Promise<boolean> {
     return true;
   }
+
+  /** The nodes are containers the operator runs: a new shard's are named in the request. */
+  readonly canProvision = false;
+
+  async provision(): Promise<NodeAddress[]> {
+    throw new Error('node control sql cannot provision nodes: name them in the body of POST /api/cluster/shards');
+  }
+
+  /** Nothing the monitor can do: the operator stops the drained shard's containers (their volumes keep the data). */
+  async retire(shard: number, nodes: string[]): Promise<void> {
+    this.log('shard retired: its containers are left to the operator to stop', { shard, nodes });
+  }
 }

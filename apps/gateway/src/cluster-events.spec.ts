@@ -62,13 +62,13 @@ class RecordingStream implements EventStream {
   }
 }
 
-function hubWith(health: () => Promise<NodeHealth[]>) {
+function hubWith(health: () => Promise<NodeHealth[]>, operations: () => unknown[] = () => []) {
   return new ClusterEventHub(
     {
       configuredTopology: () => configuredTopology(config),
       health,
       document: (topology, nodes) => clusterDocument(topology, nodes, config),
-      operations: () => [],
+      operations,
     },
     { healthIntervalMs: 3_600_000, keepAliveMs: 3_600_000, retryMs: 1500 },
   );
@@ -138,6 +138,26 @@ describe('ClusterEventHub', () => {
     expect(a.ended).toBe(false);
     expect(hub.listeners).toBe(0);
     expect(polls).toBeGreaterThan(0);
+  });
+
+  it('sends the operations again whenever the follower reports a change that alters the list', () => {
+    let operations: { id: string; state: string }[] = [];
+    const hub = hubWith(
+      async () => [],
+      () => operations,
+    );
+    const stream = new RecordingStream();
+    hub.subscribe(stream);
+    hub.operationsChanged(); // nothing new since the stream opened
+    operations = [{ id: 'op-1', state: 'running' }];
+    hub.operationsChanged();
+    hub.operationsChanged(); // a record that changed nothing the list shows
+    operations = [{ id: 'op-1', state: 'done' }];
+    hub.operationsChanged();
+
+    const sent = stream.frames.filter((frame) => frame.event === 'operations').map((frame) => frame.data);
+    expect(sent).toEqual([[], [{ id: 'op-1', state: 'running' }], [{ id: 'op-1', state: 'done' }]]);
+    hub.close();
   });
 
   it('writes one event per frame with its data on one line', () => {

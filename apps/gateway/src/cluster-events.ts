@@ -8,6 +8,7 @@ export interface ClusterSource {
   health(): Promise<NodeHealth[]>;
   /** The document of GET /api/cluster for this topology and health. */
   document(topology: Topology, health: NodeHealth[]): unknown;
+  /** The documents of GET /api/cluster/operations. */
   operations(): unknown[];
 }
 
@@ -34,9 +35,9 @@ export function serverSentEvent(event: string, data: unknown, id?: number): stri
  * The fan-out behind GET /api/cluster/events. A new stream gets the cluster document and
  * the operations at once; after that every stream gets `topology` on each new epoch (as
  * soon as the gateway's topology follower sees it), `health` when node health or lag
- * changes; `operations` (sent at once) will follow every change once
- * the monitor runs resharding operations. Health is polled once for all streams, and
- * only while at least one is open.
+ * changes; `operations` whenever the operations follower reports a change that alters
+ * the list (a monitor publishes progress records often; only news is sent). Health is
+ * polled once for all streams, and only while at least one is open.
  */
 export class ClusterEventHub {
   private readonly streams = new Set<EventStream>();
@@ -46,6 +47,7 @@ export class ClusterEventHub {
   private keepAlive: NodeJS.Timeout | null = null;
   private polling: Promise<void> | null = null;
   private latest: Topology | null = null;
+  private operationsKey = '';
 
   constructor(
     private readonly source: ClusterSource,
@@ -62,7 +64,9 @@ export class ClusterEventHub {
     const topology = this.topology();
     stream.write(`retry: ${this.options.retryMs}\n\n`);
     stream.write(serverSentEvent('topology', this.source.document(topology, this.health), topology.epoch));
-    stream.write(serverSentEvent('operations', this.source.operations()));
+    const operations = this.source.operations();
+    this.operationsKey = JSON.stringify(operations);
+    stream.write(serverSentEvent('operations', operations));
     this.startTimers();
     void this.pollHealth();
     return () => this.unsubscribe(stream);
@@ -72,6 +76,17 @@ export class ClusterEventHub {
   topologyChanged(topology: Topology): void {
     this.latest = topology;
     this.broadcast(serverSentEvent('topology', this.source.document(topology, this.health), topology.epoch));
+  }
+
+  /** The operations follower applied a record; the list is sent if it differs from the last one sent. */
+  operationsChanged(): void {
+    // A stream that opens later gets the list at once.
+    if (this.streams.size === 0) return;
+    const operations = this.source.operations();
+    const key = JSON.stringify(operations);
+    if (key === this.operationsKey) return;
+    this.operationsKey = key;
+    this.broadcast(serverSentEvent('operations', operations));
   }
 
   /** Asks for node health once (concurrent callers share the request) and sends it if it changed. */

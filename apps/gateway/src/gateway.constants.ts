@@ -3,6 +3,7 @@ export const LINK_CACHE = Symbol('LINK_CACHE');
 export const KAFKA = Symbol('KAFKA');
 export const CLICK_BATCHER = Symbol('CLICK_BATCHER');
 export const TOPOLOGY_FOLLOWER = Symbol('TOPOLOGY_FOLLOWER');
+export const OPERATIONS_FOLLOWER = Symbol('OPERATIONS_FOLLOWER');
 export const WRITER_CHANNEL = Symbol('WRITER_CHANNEL');
 export const READER_POOL = Symbol('READER_POOL');
 export const EVENT_PRODUCER = Symbol('EVENT_PRODUCER');

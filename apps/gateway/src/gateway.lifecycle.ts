@@ -1,11 +1,21 @@
 import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import type { LinkCache } from '@shortener/cache';
-import type { ClickBatcher, EventProducer, TopologyFollower } from '@shortener/events';
+import type { ClickBatcher, EventProducer, OperationsFollower, TopologyFollower } from '@shortener/events';
 import { ReadinessRegistry } from '@shortener/observability';
 import { PinoLogger } from 'nestjs-pino';
 import type { ClusterEventHub } from './cluster-events';
 import type { CreateQuota } from './create-quota';
-import { CLICK_BATCHER, CLUSTER_EVENTS, CREATE_QUOTA, EVENT_PRODUCER, LINK_CACHE, READER_POOL, TOPOLOGY_FOLLOWER, WRITER_CHANNEL } from './gateway.constants';
+import {
+  CLICK_BATCHER,
+  CLUSTER_EVENTS,
+  CREATE_QUOTA,
+  EVENT_PRODUCER,
+  LINK_CACHE,
+  OPERATIONS_FOLLOWER,
+  READER_POOL,
+  TOPOLOGY_FOLLOWER,
+  WRITER_CHANNEL,
+} from './gateway.constants';
 import type { ReaderPool, RpcChannel } from './rpc-channel';
 
 @Injectable()
@@ -17,6 +27,7 @@ export class GatewayLifecycle implements OnApplicationBootstrap, BeforeApplicati
     @Inject(CLICK_BATCHER) private readonly clicks: ClickBatcher,
     @Inject(EVENT_PRODUCER) private readonly producer: EventProducer,
     @Inject(TOPOLOGY_FOLLOWER) private readonly follower: TopologyFollower,
+    @Inject(OPERATIONS_FOLLOWER) private readonly operations: OperationsFollower,
     @Inject(CLUSTER_EVENTS) private readonly clusterEvents: ClusterEventHub,
     @Inject(CREATE_QUOTA) private readonly quota: CreateQuota,
     private readonly readiness: ReadinessRegistry,
@@ -27,8 +38,9 @@ export class GatewayLifecycle implements OnApplicationBootstrap, BeforeApplicati
 
   onApplicationBootstrap(): void {
     this.clicks.start();
-    // Never rejects: the follower retries on its own while Kafka is away.
+    // Never reject: the followers retry on their own while Kafka is away.
     void this.follower.start();
+    void this.operations.start();
     // Ready = redirects can be served: from the cache, or through a reader.
     this.readiness.add('redirects', async () => {
       const cacheUp = await this.cache.ping().catch(() => false);
@@ -49,6 +61,7 @@ export class GatewayLifecycle implements OnApplicationBootstrap, BeforeApplicati
     await this.clicks.stop();
     await this.producer.stop();
     await this.follower.stop();
+    await this.operations.stop();
     await this.readers.close();
     await this.writer.close();
     await this.cache.close();

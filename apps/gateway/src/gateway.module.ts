@@ -5,7 +5,7 @@ import { createRedis, LinkCache, redisTargetOf } from '@shortener/cache';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
 import type { GatewayEnvironment } from '@shortener/config';
 import { DomainError, type FieldError } from '@shortener/contracts';
-import { createKafka, EventProducer, TopologyFollower } from '@shortener/events';
+import { createKafka, EventProducer, OperationsFollower, TopologyFollower } from '@shortener/events';
 import { createServiceLogger, ObservabilityModule } from '@shortener/observability';
 import type { Kafka } from '@shortener/events';
 import { ApiKeyVerifier } from './api-keys';
@@ -23,12 +23,15 @@ import {
   GATEWAY_CONFIG,
   KAFKA,
   LINK_CACHE,
+  OPERATIONS_FOLLOWER,
   READER_POOL,
   TOPOLOGY_FOLLOWER,
   WRITER_CHANNEL,
 } from './gateway.constants';
 import { GatewayLifecycle } from './gateway.lifecycle';
 import { ReaderPool, RpcChannel } from './rpc-channel';
+import { OperationRequests } from './operation-requests';
+import { ReshardingController } from './resharding.controller';
 import { SwitchoverRequests } from './switchover-requests';
 import { KeysController } from './keys.controller';
 import { UrlsController } from './urls.controller';
@@ -60,10 +63,11 @@ export type GatewayConfig = GatewayEnvironment & { publicBaseUrl: string };
 export class GatewayModule {
   static forRoot(config: GatewayConfig): DynamicModule {
     const log = createServiceLogger({ service: 'gateway', level: config.LOG_LEVEL });
+    let operationsChanged = (): void => undefined;
     return {
       module: GatewayModule,
       imports: [ObservabilityModule.forService({ service: 'gateway', logger: log })],
-      controllers: [UrlsController, KeysController, ClusterController],
+      controllers: [UrlsController, KeysController, ClusterController, ReshardingController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: config },
         { provide: APP_PIPE, useValue: validationPipe },
@@ -82,16 +86,30 @@ export class GatewayModule {
             createClickBatcher({ send: (events) => producer.send(events, { settle: true }) }, writer, log),
         },
         {
+          provide: OPERATIONS_FOLLOWER,
+          inject: [KAFKA],
+          // The hub is told of changes through a late binding: it reads the follower too.
+          useFactory: (kafka: Kafka) =>
+            new OperationsFollower(
+              kafka,
+              'gateway',
+              () => operationsChanged(),
+              (error) => log.warn({ err: error.message }, 'operations follower'),
+            ),
+        },
+        {
           provide: CLUSTER_EVENTS,
-          inject: [READER_POOL],
-          useFactory: (readers: ReaderPool) =>
-            new ClusterEventHub({
+          inject: [READER_POOL, OPERATIONS_FOLLOWER],
+          useFactory: (readers: ReaderPool, operations: OperationsFollower) => {
+            const hub = new ClusterEventHub({
               configuredTopology: () => configuredTopology(config),
               health: () => nodeHealth(readers),
               document: (topology, health) => clusterDocument(topology, health, config),
-              // Resharding operations join the stream once the monitor runs them.
-              operations: () => [],
-            }),
+              operations: () => operations.list().map((record) => record.document),
+            });
+            operationsChanged = () => hub.operationsChanged();
+            return hub;
+          },
         },
         {
           provide: TOPOLOGY_FOLLOWER,
@@ -107,7 +125,11 @@ export class GatewayModule {
               (error) => log.warn({ err: error.message }, 'topology follower'),
             ),
         },
-        { provide: LINK_CACHE, useFactory: () => new LinkCache(createRedis(redisTargetOf(config))) },
+        {
+          provide: LINK_CACHE,
+          useFactory: () =>
+            new LinkCache(createRedis(redisTargetOf(config), {}, (status) => log.warn({ status }, 'redis cluster client not ready for 15 s; reconnecting'))),
+        },
         { provide: API_KEYS, inject: [READER_POOL], useFactory: (readers: ReaderPool) => new ApiKeyVerifier(readers) },
         {
           provide: CREATE_QUOTA,
@@ -115,7 +137,9 @@ export class GatewayModule {
           // budget. The client fails fast (no offline queue, 250 ms per command), so a Redis
           // outage makes the quota fail open rather than hold creates.
           useFactory: () => {
-            const store = createRedis(redisTargetOf(config), { enableAutoPipelining: false });
+            const store = createRedis(redisTargetOf(config), { enableAutoPipelining: false }, (status) =>
+              log.warn({ status }, 'redis cluster client (rate limits) not ready for 15 s; reconnecting'),
+            );
             return new CreateQuota(
               (points, keyPrefix) => new RateLimiterRedis({ storeClient: store, points, duration: QUOTA_WINDOW_SECONDS, keyPrefix }),
               () => store.quit().catch(() => store.disconnect()),
@@ -130,6 +154,7 @@ export class GatewayModule {
         ManageAuthGuard,
         AdminGuard,
         SwitchoverRequests,
+        OperationRequests,
         GatewayLifecycle,
       ],
     };

@@ -30,7 +30,7 @@ export class CatalogReader {
 
   /** Every live key of every shard, oldest first. */
   async listKeys(): Promise<ApiKeyInfo[]> {
-    const shards = this.cluster.pools.topology.shards.map((_, shard) => shard);
+    const shards = this.cluster.pools.topology.shards.map((shard) => shard.id);
     const perShard = await Promise.all(shards.map((shard) => this.onShard(shard, (node) => this.keys.listLive(node))));
     return perShard
       .flat()
@@ -44,7 +44,7 @@ export class CatalogReader {
    * be read fails the page (503): a page without it could skip links for good.
    */
   async listLinks(request: ListLinksRequest): Promise<LinkPage> {
-    const shards = this.cluster.pools.topology.shards.map((_, shard) => shard);
+    const shards = this.cluster.pools.topology.shards.map((shard) => shard.id);
     const pages = await Promise.all(
       shards.map((shard) => this.onShard(shard, (node) => this.links.listPage(node, request.owner, request.after, request.limit + 1))),
     );

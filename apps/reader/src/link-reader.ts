@@ -63,7 +63,8 @@ export class LinkReader {
     const candidates = pools.readCandidates(shard);
     const tried = new Set<string>();
     let missed = false;
-    for (const replica of candidates) {
+    // Streaming replicas first; one that does not stream may serve a row older than an update already acknowledged.
+    for (const replica of candidates.filter((name) => pools.isStreaming(name))) {
       tried.add(replica);
       const row = await this.readOn(batcher, replica, 'replica', code);
       if (row) return { row, authoritative: true };

@@ -111,6 +111,7 @@ export class NodeHealthMonitor {
           this.logger.info({ node: replica, readable }, readable ? 'replica back in read pool' : 'replica left read pool');
         }
         this.cluster.pools.setReadable(replica, readable);
+        this.cluster.pools.setStreaming(replica, seen?.state?.walReceiver === 'streaming');
         readableGauge.set({ node: replica }, readable ? 1 : 0);
         lagBytesGauge.set({ node: replica }, Number(lag > 0n ? lag : 0n));
       }

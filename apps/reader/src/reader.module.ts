@@ -35,12 +35,16 @@ export class ReaderModule {
               shards: config.SHARD_NODES,
               replicationMode: config.REPLICATION_MODE,
               credentials: { user: config.PG_USER, password: config.PG_PASSWORD, database: config.PG_DATABASE },
-              sizing: { max: 6, connectTimeoutMs: 800, statementTimeoutMs: 1000, applicationName: 'reader' },
+              sizing: { max: 6, connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS ?? 800, statementTimeoutMs: 1000, applicationName: 'reader' },
               onTopology: (topology, demoted) => log.info({ epoch: topology.epoch, demoted }, 'topology applied'),
               onError: (error) => log.warn({ err: error.message }, 'cluster view'),
             }),
         },
-        { provide: LINK_CACHE, useFactory: () => new LinkCache(createRedis(redisTargetOf(config))) },
+        {
+          provide: LINK_CACHE,
+          useFactory: () =>
+            new LinkCache(createRedis(redisTargetOf(config), {}, (status) => log.warn({ status }, 'redis cluster client not ready for 15 s; reconnecting'))),
+        },
         LinkRepository,
         ApiKeyRepository,
         LinkReader,

@@ -153,9 +153,22 @@ async function presentIn(restored: Restored, codes: string[]): Promise<Set<strin
   return found;
 }
 
+/**
+ * Each code's redirect status on a restored stack. A 503 (+ Retry-After) in its first seconds
+ * after ready is "not yet" (CI of f4cad90: one of 40 codes, once), asked again for up to 30 s;
+ * a 302 or 404 is the answer about what the restore brought back.
+ */
 async function redirects(restored: Restored, codes: string[]): Promise<Record<string, number>> {
   const statuses: Record<string, number> = {};
-  for (const code of codes) statuses[code] = (await request(restored.baseUrl, `/${code}`)).status;
+  const deadline = Date.now() + 30_000;
+  for (const code of codes) {
+    let status = (await request(restored.baseUrl, `/${code}`)).status;
+    while (status === 503 && Date.now() < deadline) {
+      await sleep(500);
+      status = (await request(restored.baseUrl, `/${code}`)).status;
+    }
+    statuses[code] = status;
+  }
   return statuses;
 }
 

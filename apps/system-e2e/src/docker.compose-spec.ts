@@ -180,6 +180,8 @@ async function expectAllStreaming(shard: number, timeoutMs = 120_000): Promise<n
 
 interface FaultRun {
   load: Load;
+  /** How long the docker command of the fault took (the clock of the figures starts when it returned). */
+  faultCommandMs: number;
   promotedAfterMs: number;
   recoveryMs: number;
   before: ClusterDoc;
@@ -194,8 +196,16 @@ async function failoverUnderLoad(shard: number, fault: (primary: string) => Prom
   const load = new Load(before, shard, existing);
   await sleep(1500);
   const oldPrimary = before.shards[shard].primary.name;
+  const commandAt = Date.now();
+  try {
+    await fault(oldPrimary);
+  } catch (error) {
+    await load.stop(); // not left running into the next case
+    throw error;
+  }
+  // Taken once the docker command returned (the fault is in place then), so that promotion and
+  // first-acknowledgement times do not include the CLI's own latency.
   const faultAt = Date.now();
-  await fault(oldPrimary);
   const after = await eventually(
     async () => {
       const doc = await cluster();
@@ -216,7 +226,7 @@ async function failoverUnderLoad(shard: number, fault: (primary: string) => Prom
   if (afterPromotion) await afterPromotion();
   await sleep(1500);
   await load.stop();
-  return { load, promotedAfterMs, recoveryMs: firstAck.at - faultAt, before, after, oldPrimary };
+  return { load, faultCommandMs: faultAt - commandAt, promotedAfterMs, recoveryMs: firstAck.at - faultAt, before, after, oldPrimary };
 }
 
 function summary(run: FaultRun, lost: string[]) {
@@ -224,6 +234,7 @@ function summary(run: FaultRun, lost: string[]) {
     replicationMode: run.after.replicationMode,
     oldPrimary: run.oldPrimary,
     newPrimary: run.after.shards.find((shard) => shard.primary.name !== run.before.shards[shard.id].primary.name)?.primary.name,
+    faultCommandMs: run.faultCommandMs,
     promotedAfterMs: run.promotedAfterMs,
     firstAckAfterMs: run.recoveryMs,
     acknowledged: run.load.acknowledged.length,
@@ -232,6 +243,32 @@ function summary(run: FaultRun, lost: string[]) {
     redirects: run.load.redirects,
     failedRedirects: run.load.redirectFailures.length,
   };
+}
+
+/**
+ * Creates refused during a failover: 503 + Retry-After while the shard has no primary, or 504
+ * for a create whose COMMIT was in flight when the primary went away (outcome unknown, safe
+ * to retry with its Idempotency-Key), as in the local fault suite. Anything else is wrong.
+ */
+function unexpectedCreateFailures(run: FaultRun) {
+  return run.load.createFailures.filter((failure) => failure.status !== 503 && failure.status !== 504);
+}
+
+/**
+ * `docker pause`, retried a few times when runc reports "unable to freeze": on a loaded machine
+ * the cgroup freezer can time out while the node's processes sit in uninterruptible I/O (seen
+ * once here, load average above 20); runc thaws the container again then, so nothing is paused.
+ */
+async function pauseContainer(container: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await dockerCli(target, ['pause', container]);
+      return;
+    } catch (error) {
+      if (attempt >= 5 || !/unable to freeze/.test((error as Error).message)) throw error;
+      await sleep(250);
+    }
+  }
 }
 
 /** A write straight on a node's own socket (inside its container), given `seconds` to be acknowledged. */
@@ -277,13 +314,10 @@ describe('container faults (docker)', () => {
   });
 
   it('docker kill of a primary: a replica is promoted within 10 s, no acknowledged create is lost, redirects never fail, it rejoins as a replica', async () => {
-    let killed = '';
+    const killed = await containerOf(target, (await cluster()).shards[1].primary.name);
     const run = await failoverUnderLoad(
       1,
-      async (primary) => {
-        killed = await containerOf(target, primary);
-        await dockerCli(target, ['kill', killed]);
-      },
+      async () => void (await dockerCli(target, ['kill', killed])),
       // Started again as an orchestrator would (docker kill counts as a manual stop, which the
       // restart policy leaves alone); its entrypoint rewinds it into a replica.
       async () => void (await dockerCli(target, ['start', killed])),
@@ -297,17 +331,16 @@ describe('container faults (docker)', () => {
     expect(run.after.failovers.at(-1)).toMatchObject({ shard: 1, from: run.oldPrimary });
     expect(run.promotedAfterMs).toBeLessThanOrEqual(10_000);
     expect(run.load.redirectFailures).toEqual([]);
-    expect(run.load.createFailures.every((failure) => failure.status === 503)).toBe(true);
+    expect(unexpectedCreateFailures(run)).toEqual([]);
     if (run.after.replicationMode === 'quorum') expect(lost).toEqual([]);
     expect((await cluster()).shards[1].replicas.map((replica) => replica.name)).toContain(run.oldPrimary);
   });
 
   it('docker pause of a primary, unpause after 20 s: a replica is promoted within 10 s, nothing acknowledged is lost, the thawed node rejoins as a replica', async () => {
-    let paused = '';
+    const paused = await containerOf(target, (await cluster()).shards[2].primary.name);
     let pausedAt = 0;
-    const run = await failoverUnderLoad(2, async (primary) => {
-      paused = await containerOf(target, primary);
-      await dockerCli(target, ['pause', paused]);
+    const run = await failoverUnderLoad(2, async () => {
+      await pauseContainer(paused);
       pausedAt = Date.now();
     });
     await sleep(Math.max(0, pausedAt + 20_000 - Date.now()));
@@ -320,6 +353,7 @@ describe('container faults (docker)', () => {
     measured.dockerPausePrimary = { ...summary(run, lost), rejoinedAfterUnpauseMs: rejoinedAfterMs };
     expect(run.promotedAfterMs).toBeLessThanOrEqual(10_000);
     expect(run.load.redirectFailures).toEqual([]);
+    expect(unexpectedCreateFailures(run)).toEqual([]);
     if (run.after.replicationMode === 'quorum') expect(lost).toEqual([]);
     await withNode(stack, nodeByName(run.oldPrimary), async (db) => {
       await expect(db.query("INSERT INTO urls (code, url, manage_token_hash) VALUES ('thawed-probe', 'https://x', '\\x00')")).rejects.toThrow(/read-only/);
@@ -327,15 +361,12 @@ describe('container faults (docker)', () => {
   });
 
   it('docker network disconnect of a primary: it acknowledges no write, a replica is promoted within 10 s, and after reconnecting it rejoins as a replica', async () => {
-    let isolated = '';
+    const isolated = await containerOf(target, (await cluster()).shards[3].primary.name);
     let isolatedWrite: { acknowledged: boolean; output: string } | null = null;
     const probe = `isolated-${Date.now().toString(36)}`;
     const run = await failoverUnderLoad(
       3,
-      async (primary) => {
-        isolated = await containerOf(target, primary);
-        await dockerCli(target, ['network', 'disconnect', target.network, isolated]);
-      },
+      async () => void (await dockerCli(target, ['network', 'disconnect', target.network, isolated])),
       async () => {
         // Straight on the cut-off primary, bypassing the services: quorum mode holds the commit (no standby reaches it).
         isolatedWrite = await writeInside(isolated, probe, 8);
@@ -355,6 +386,7 @@ describe('container faults (docker)', () => {
     };
     expect(run.promotedAfterMs).toBeLessThanOrEqual(10_000);
     expect(run.load.redirectFailures).toEqual([]);
+    expect(unexpectedCreateFailures(run)).toEqual([]);
     if (run.after.replicationMode === 'quorum') {
       expect(lost).toEqual([]);
       expect(isolatedWrite).toEqual(expect.objectContaining({ acknowledged: false }));

@@ -5,7 +5,7 @@
  * links are created and deleted between pages.
  */
 import { createHash } from 'node:crypto';
-import { allNodes, eventually, stackFromEnv, withNode } from './support';
+import { allNodes, currentPrimary, eventually, stackFromEnv, withNode } from './support';
 import { expectProblem, gateway, request, uniqueTarget, type CreatedLink, type LinkDetails } from './support/http';
 
 const stack = stackFromEnv();
@@ -234,7 +234,8 @@ describe('GET /api/urls', () => {
     for (const [shardIndex, shard] of stack.inventory.shards.entries()) {
       const rows = await withNode(
         stack,
-        shard.nodes[0],
+        // Whichever node is primary now (an earlier suite or fault may have moved it from n0).
+        await currentPrimary(stack, shard.id),
         async (db) =>
           (await db.query<{ code: string; owner: string }>('SELECT code, owner FROM urls WHERE code = ANY($1::text[])', [created.map((link) => link.code)]))
             .rows,

@@ -4,7 +4,7 @@
  * gauges, the writer's outbox backlog, the Node.js defaults everywhere) and the admin event
  * stream GET /api/cluster/events.
  */
-import { eventually, stackFromEnv } from './support';
+import { eventually, reachableHost, stackFromEnv } from './support';
 import { gateway, request, uniqueTarget } from './support/http';
 
 const stack = stackFromEnv();
@@ -33,8 +33,13 @@ export function parseMetrics(text: string): Sample[] {
   return samples;
 }
 
-async function metricsOf(port: number): Promise<Sample[]> {
-  const answer = await request(`http://127.0.0.1:${port}`, '/metrics');
+/**
+ * A service's /metrics: locally every service listens on 127.0.0.1; under compose
+ * (tools/docker/test.mjs) on its container's address, `service` being its compose service.
+ */
+async function metricsOf(service: string, port: number): Promise<Sample[]> {
+  const host = inventory.target === 'compose' ? await reachableHost(stack, service) : '127.0.0.1';
+  const answer = await request(`http://${host}:${port}`, '/metrics');
   expect(answer.status).toBe(200);
   return parseMetrics(answer.text);
 }
@@ -46,7 +51,7 @@ const valueOf = (samples: Sample[], name: string, labels: Record<string, string>
 
 describe('metrics (docs/reference.md section 9)', () => {
   it('the gateway counts and times API requests by route template, method and status, and redirects by status and source', async () => {
-    const before = await metricsOf(inventory.services.gateway.port);
+    const before = await metricsOf('gateway', inventory.services.gateway.port);
     const created = await gw.create({ url: uniqueTarget('metrics') });
     expect(created.status).toBe(201);
     const code = created.json.code;
@@ -55,7 +60,7 @@ describe('metrics (docs/reference.md section 9)', () => {
     // Twice: the first may fill the cache, the second is a hit.
     expect((await gw.redirect(code)).status).toBe(302);
     expect((await gw.redirect(code)).status).toBe(302);
-    const after = await metricsOf(inventory.services.gateway.port);
+    const after = await metricsOf('gateway', inventory.services.gateway.port);
 
     const delta = (name: string, labels: Record<string, string>) => valueOf(after, name, labels) - valueOf(before, name, labels);
     expect(delta('shortener_http_requests_total', { route: '/api/urls', method: 'POST', status: '201' })).toBeGreaterThanOrEqual(1);
@@ -76,7 +81,7 @@ describe('metrics (docs/reference.md section 9)', () => {
   it('the writer exports the outbox backlog per shard', async () => {
     const samples = await eventually(
       async () => {
-        const all = await metricsOf(inventory.services.writer.httpPort);
+        const all = await metricsOf('writer', inventory.services.writer.httpPort);
         if (all.filter((sample) => sample.name === 'shortener_outbox_pending').length < inventory.shards.length)
           throw new Error('no backlog of every shard yet');
         return all;
@@ -92,7 +97,7 @@ describe('metrics (docs/reference.md section 9)', () => {
     const leader = await eventually(
       async () => {
         for (const monitor of inventory.services.monitors) {
-          const samples = await metricsOf(monitor.httpPort);
+          const samples = await metricsOf(monitor.name, monitor.httpPort);
           if (valueOf(samples, 'shortener_monitor_leader') === 1 && samples.some((sample) => sample.name === 'shortener_node_up')) return samples;
         }
         throw new Error('no leading monitor exports shortener_node_up yet');
@@ -118,8 +123,8 @@ describe('metrics (docs/reference.md section 9)', () => {
     ...inventory.services.monitors.map((monitor): [string, number] => [monitor.name, monitor.httpPort]),
   ];
 
-  it.each(services)('%s keeps the Node.js default metrics', async (_, port) => {
-    const names = new Set((await metricsOf(port)).map((sample) => sample.name));
+  it.each(services)('%s keeps the Node.js default metrics', async (service, port) => {
+    const names = new Set((await metricsOf(service, port)).map((sample) => sample.name));
     for (const name of ['process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_seconds']) {
       expect({ name, present: names.has(name) }).toEqual({ name, present: true });
     }

@@ -343,7 +343,7 @@ describe('service roles (least privilege)', () => {
     }
   });
 
-  it('the monitor administers nodes (promote, four settings, slots, pg_rewind functions) but reads no data', async () => {
+  it('the monitor administers nodes (promote, four settings, slots, pg_rewind functions) and moves the rows of slots, but writes no event and changes no schema', async () => {
     // pg_promote passes the privilege check and fails only because a primary is not in recovery
     expect(await failureAs('monitor', primary, 'SELECT pg_promote(false, 1)')).toMatch(/recovery is not in progress/);
     const allowed = await asRole('monitor', primary, async (db) => {
@@ -378,8 +378,16 @@ describe('service roles (least privilege)', () => {
       const conninfo = await asRole('monitor', replica, async (db) => (await db.query('SHOW primary_conninfo')).rows[0].primary_conninfo as string);
       expect(conninfo).toMatch(/port=/);
     }
+    // Since migration 6 it moves slots' rows (urls, idempotency_keys, api_keys, the guard and
+    // change log); it still writes no event, truncates nothing and changes no schema.
+    await asRole('monitor', primary, async (db) => {
+      await db.query('SELECT count(*) FROM urls');
+      await db.query('SELECT count(*) FROM slot_guard');
+    });
     for (const sql of [
-      'SELECT count(*) FROM urls',
+      "INSERT INTO outbox (topic, key, payload) VALUES ('t', 'k', 'p')",
+      'DELETE FROM outbox',
+      'TRUNCATE urls',
       "ALTER SYSTEM SET work_mem = '8MB'",
       'CREATE TABLE e2e_role_probe (id int)',
       'CREATE ROLE e2e_role_probe',

@@ -1,15 +1,15 @@
-import { createHash } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { type ApplyClicksCommand } from '@shortener/contracts';
-import { ClickRepository, IdempotencyRepository, inTransaction } from '@shortener/db';
+import { ClickRepository, inTransaction } from '@shortener/db';
 import type { ClusterView } from '@shortener/events';
 import { CLUSTER_VIEW } from './writer.constants';
 
 /**
- * Clicks a gateway could not hand to Kafka, applied straight to the owning primaries.
- * Each shard's part of a batch is claimed under the batch id in the same transaction as
- * the counts (the idempotency table, so it expires with the other keys after 24 h): a
- * gateway that retries a batch whose answer it lost adds nothing twice.
+ * Clicks a gateway could not hand to Kafka, applied straight to the owning primaries, one
+ * transaction per shard. Each code is claimed under the batch id in the statement that adds
+ * its count (ClickRepository.applyFallbackBatch): a gateway that retries a batch whose
+ * answer it lost, or whose part was refused by a slot's write fence and now belongs to
+ * another shard, adds nothing twice and loses nothing.
  */
 @Injectable()
 export class ClickApplier {
@@ -18,7 +18,6 @@ export class ClickApplier {
   constructor(
     @Inject(CLUSTER_VIEW) private readonly cluster: ClusterView,
     private readonly clicks: ClickRepository,
-    private readonly idempotency: IdempotencyRepository,
   ) {}
 
   async apply(command: ApplyClicksCommand): Promise<{ applied: number }> {
@@ -33,15 +32,9 @@ export class ClickApplier {
     let applied = 0;
     // One shard after the other: a failure leaves the shards done so far claimed, and the retry skips them.
     for (const [shard, codes] of perShard) {
-      const key = `clicks:${command.batchId}:${shard}`;
-      const total = [...codes.values()].reduce((sum, n) => sum + n, 0);
-      const done = await inTransaction(pools.primary(shard), async (client) => {
-        if (!(await this.idempotency.claim(client, key, createHash('sha256').update(key).digest()))) return false;
-        await this.clicks.add(client, [...codes.keys()], [...codes.values()]);
-        await this.idempotency.complete(client, key, { clicks: total });
-        return true;
-      });
-      if (done) applied += total;
+      applied += await inTransaction(pools.primary(shard), (client) =>
+        this.clicks.applyFallbackBatch(client, command.batchId, [...codes.keys()], [...codes.values()]),
+      );
     }
     this.applied += applied;
     return { applied };

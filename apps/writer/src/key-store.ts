@@ -3,7 +3,7 @@ import { DomainError, type ApiKeyCreated, type CreateKeyCommand } from '@shorten
 import { ApiKeyRepository } from '@shortener/db';
 import type { ClusterView } from '@shortener/events';
 import { issueApiKey } from '@shortener/links';
-import { primaryWriteError } from './link-store';
+import { primaryWriteError, throughSlotFence } from './link-store';
 import { CLUSTER_VIEW } from './writer.constants';
 
 const MAX_ID_ATTEMPTS = 4;
@@ -49,11 +49,14 @@ export class KeyStore {
     return { shard };
   }
 
-  private async onPrimary<T>(shard: number, work: () => Promise<T>): Promise<T> {
-    try {
-      return await work();
-    } catch (error) {
-      throw primaryWriteError(error, shard);
-    }
+  /** A key's slot fenced for a switch: tried again by the topology as it is then (throughSlotFence). */
+  private onPrimary<T>(shard: number, work: () => Promise<T>): Promise<T> {
+    return throughSlotFence(Infinity, async () => {
+      try {
+        return await work();
+      } catch (error) {
+        throw primaryWriteError(error, shard);
+      }
+    });
   }
 }

@@ -64,6 +64,22 @@ export function eventFor(type: UrlEvent['type'], row: Pick<LinkRow, 'code' | 'ur
 }
 
 class CodeTaken extends Error {}
+
+/**
+ * The write reached a shard whose guard refused it (migration 6): the code's slot is
+ * being switched to another shard (SQLSTATE SR001, for at most about a second) or has
+ * moved there (SR002, this writer still routes by an older topology epoch). Nothing was
+ * written, so the write is simply tried again, by the topology as it is then.
+ */
+export class SlotMoving extends Error {
+  constructor(readonly moved: boolean) {
+    super(moved ? 'the slot has moved to another shard' : 'the slot is being switched to another shard');
+  }
+}
+
+/** How long a write waits for its slot's switch before answering 503 (the fence lasts at most about 1 s). */
+export const SLOT_FENCE_WAIT_MS = 1500;
+const SLOT_FENCE_RETRY_MS = 50;
 class KeyTaken extends Error {}
 
 interface NewLinkWithEvent {
@@ -94,7 +110,19 @@ export class LinkStore {
   ) {}
 
   /** `deadline`: epoch ms after which the caller has given up (work not started by then is dropped). */
-  async create(command: CreateLinkCommand, deadline = Infinity): Promise<{ created: LinkCreated; row: LinkRow | null; shard: number }> {
+  create(command: CreateLinkCommand, deadline = Infinity): Promise<{ created: LinkCreated; row: LinkRow | null; shard: number }> {
+    return throughSlotFence(deadline, () => this.createOnce(command, deadline));
+  }
+
+  update(command: UpdateLinkCommand, deadline = Infinity): Promise<{ row: LinkRow; shard: number }> {
+    return throughSlotFence(deadline, () => this.updateOnce(command, deadline));
+  }
+
+  remove(command: DeleteLinkCommand, deadline = Infinity): Promise<{ row: LinkRow; shard: number }> {
+    return throughSlotFence(deadline, () => this.removeOnce(command, deadline));
+  }
+
+  private async createOnce(command: CreateLinkCommand, deadline: number): Promise<{ created: LinkCreated; row: LinkRow | null; shard: number }> {
     const pools = this.cluster.pools;
     const key = command.idempotencyKey;
     const requestHash = requestHashOf(command);
@@ -150,7 +178,7 @@ export class LinkStore {
     throw new DomainError('dependency-unavailable', 'could not find a free code; try again');
   }
 
-  async update(command: UpdateLinkCommand, deadline = Infinity): Promise<{ row: LinkRow; shard: number }> {
+  private async updateOnce(command: UpdateLinkCommand, deadline: number): Promise<{ row: LinkRow; shard: number }> {
     const shard = this.cluster.pools.shardOf(command.code);
     assertBefore(deadline, shard);
     const row = await this.onPrimary(shard, async (client) => {
@@ -166,7 +194,7 @@ export class LinkStore {
     return { row, shard };
   }
 
-  async remove(command: DeleteLinkCommand, deadline = Infinity): Promise<{ row: LinkRow; shard: number }> {
+  private async removeOnce(command: DeleteLinkCommand, deadline: number): Promise<{ row: LinkRow; shard: number }> {
     const shard = this.cluster.pools.shardOf(command.code);
     assertBefore(deadline, shard);
     const row = await this.onPrimary(shard, async (client) => {
@@ -197,7 +225,7 @@ export class LinkStore {
       throw new DomainError('conflict', 'a request with this Idempotency-Key is still in progress');
     }
     try {
-      const result = await this.create({ ...command, idempotencyKey: undefined }, deadline);
+      const result = await this.createOnce({ ...command, idempotencyKey: undefined }, deadline);
       await this.onPrimary(keyShard, (client) => this.idempotency.complete(client, key, result.created));
       return result;
     } catch (error) {
@@ -282,7 +310,7 @@ export class LinkStore {
         ? await inTransaction(primary, work as (client: PoolClient) => Promise<T>)
         : await (work as (node: Pool) => Promise<T>)(primary);
     } catch (error) {
-      if (error instanceof DomainError || error instanceof CodeTaken || error instanceof KeyTaken) throw error;
+      if (error instanceof DomainError || error instanceof CodeTaken || error instanceof KeyTaken || error instanceof SlotMoving) throw error;
       throw primaryWriteError(error, shard);
     }
   }
@@ -295,7 +323,9 @@ export class LinkStore {
  * value the database refused.
  */
 export function primaryWriteError(error: unknown, shard: number): Error {
-  if (error instanceof DomainError) return error;
+  if (error instanceof DomainError || error instanceof SlotMoving) return error;
+  const sqlState = (error as { code?: unknown })?.code;
+  if (sqlState === 'SR001' || sqlState === 'SR002') return new SlotMoving(sqlState === 'SR002');
   if (error instanceof BatchQueueFull || error instanceof DeadlineExceeded) {
     return new DomainError('dependency-unavailable', `shard ${shard} is too busy to take this write in time; nothing was written`, { retryAfterSeconds: 1 });
   }
@@ -308,6 +338,26 @@ export function primaryWriteError(error: unknown, shard: number): Error {
       return ShardUnavailable(shard);
     default:
       return OutcomeUnknown();
+  }
+}
+
+/**
+ * Runs a write again while its slot is fenced for a switch (the topology read afresh each
+ * time, so once the switch is published the write goes to the new owner); after
+ * SLOT_FENCE_WAIT_MS, or at the caller's deadline, it is a 503 with Retry-After.
+ */
+export async function throughSlotFence<T>(deadline: number, work: () => Promise<T>, waitMs = SLOT_FENCE_WAIT_MS): Promise<T> {
+  const giveUpAt = Math.min(deadline, Date.now() + waitMs);
+  for (;;) {
+    try {
+      return await work();
+    } catch (error) {
+      if (!(error instanceof SlotMoving)) throw error;
+      if (Date.now() + SLOT_FENCE_RETRY_MS >= giveUpAt) {
+        throw new DomainError('dependency-unavailable', "the link's slot is being moved to another shard; nothing was written", { retryAfterSeconds: 1 });
+      }
+      await new Promise((resolve) => setTimeout(resolve, SLOT_FENCE_RETRY_MS));
+    }
   }
 }
 

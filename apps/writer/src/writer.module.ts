@@ -43,7 +43,7 @@ export class WriterModule {
                 // enforced by the server too (a statement it cancels was not applied: a
                 // 503), and stays well inside the gateway's 9 s deadline for a write.
                 max: 16,
-                connectTimeoutMs: 2000,
+                connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS ?? 2000,
                 statementTimeoutMs: 2500,
                 applicationName: 'writer',
               },
@@ -51,7 +51,11 @@ export class WriterModule {
               onError: (error) => log.warn({ err: error.message }, 'cluster view'),
             }),
         },
-        { provide: LINK_CACHE, useFactory: () => new LinkCache(createRedis(redisTargetOf(config))) },
+        {
+          provide: LINK_CACHE,
+          useFactory: () =>
+            new LinkCache(createRedis(redisTargetOf(config), {}, (status) => log.warn({ status }, 'redis cluster client not ready for 15 s; reconnecting'))),
+        },
         // Repositories are providers so that the services can be built with fakes in tests.
         LinkRepository,
         OutboxRepository,

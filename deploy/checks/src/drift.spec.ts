@@ -2,7 +2,8 @@ import { loadCompose, type ComposeDocument } from './compose';
 import { composeDrift, composeTopology, kubernetesDrift, kubernetesTopology } from './drift';
 import { requiredKeys, serviceNames } from './environment';
 import { clone } from './files';
-import { containersOf, overlays, renderKustomization, type KubernetesObject } from './kustomize';
+import { containersOf, overlays, podTemplateOf, renderKustomization, type KubernetesObject } from './kustomize';
+import { apiCallsInSource, monitorApiCalls, monitorRbacProblems, nodeControlSourceCalls } from './workloads';
 
 // Generous: CI runs these beside builds and a whole stack on two cores.
 jest.setTimeout(120_000);
@@ -171,9 +172,6 @@ describe('drift between libs/config, docker/compose.yaml and k8s/', () => {
       expect(problems(edit(local, 'Secret', 'shortener-secrets', (object) => delete (object.stringData as Record<string, string>)['admin-token']))).toMatch(
         /ADMIN_TOKEN refers to Secret shortener-secrets key admin-token/,
       );
-      expect(problems(edit(local, 'Role', 'failover-monitor', (object) => ((object.rules as { resources: string[] }[])[1].resources = ['pods/log'])))).toMatch(
-        /create on pods\/exec/,
-      );
       expect(
         problems(
           edit(local, 'NetworkPolicy', 'redis-from-services', (object) => ((object.spec as { ingress: unknown[] }).ingress = [{ ports: [{ port: 6379 }] }])),
@@ -184,6 +182,169 @@ describe('drift between libs/config, docker/compose.yaml and k8s/', () => {
       );
       expect(problems(edit(local, 'Deployment', 'gateway', (object) => (containersOf(object)[0].resources!.requests!.memory = '512Mi')))).toMatch(
         /150 MB target/,
+      );
+    });
+
+    type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
+    const rules = (object: KubernetesObject) => object.rules as Rule[];
+    const problems = (objects: KubernetesObject[]) => kubernetesDrift(objects, 'local').join('\n');
+
+    it("k8s RBAC: the monitor's Role grants exactly the API calls its node control makes", () => {
+      // The list beside the code is what the code calls (read from its source), and the Role grants exactly it.
+      const source = nodeControlSourceCalls();
+      expect(source.unreadable).toEqual([]);
+      const names = (calls: readonly { group: string; resource: string; verb: string }[]) =>
+        [...new Set(calls.map((c) => `${c.verb} ${c.group}/${c.resource}`))].sort();
+      expect(names(source.calls)).toEqual(names(monitorApiCalls));
+      expect(names(monitorApiCalls)).toEqual(['delete /pods', 'get /pods', 'patch /pods']);
+      for (const overlay of overlays) expect(monitorRbacProblems(rendered[overlay], 'failover-monitor', overlay)).toEqual([]);
+    });
+
+    it('k8s RBAC: a grant nothing uses fails (an extra verb, resource, wildcard or cluster-wide binding)', () => {
+      expect(problems(edit(local, 'Role', 'failover-monitor', (object) => rules(object)[0].verbs.push('list')))).toMatch(
+        /Role failover-monitor grants list pods, which no call of apps\/failover-monitor\/src\/kubernetes-node-control.ts makes/,
+      );
+      expect(
+        problems(edit(local, 'Role', 'failover-monitor', (object) => rules(object).push({ apiGroups: [''], resources: ['pods/exec'], verbs: ['create'] }))),
+      ).toMatch(/grants create pods\/exec, which no call/);
+      expect(
+        problems(
+          edit(local, 'Role', 'failover-monitor', (object) =>
+            rules(object).push({ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get'] }),
+          ),
+        ),
+      ).toMatch(/grants get coordination.k8s.io\/leases, which no call/);
+      expect(problems(edit(local, 'Role', 'failover-monitor', (object) => (rules(object)[0].verbs = ['*'])))).toMatch(/grants a wildcard/);
+      const clusterWide = clone(local);
+      clusterWide.push(
+        {
+          apiVersion: 'rbac.authorization.k8s.io/v1',
+          kind: 'ClusterRole',
+          metadata: { name: 'monitor-nodes' },
+          rules: [{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] }],
+        },
+        {
+          apiVersion: 'rbac.authorization.k8s.io/v1',
+          kind: 'ClusterRoleBinding',
+          metadata: { name: 'monitor-nodes' },
+          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'monitor-nodes' },
+          subjects: [{ kind: 'ServiceAccount', name: 'failover-monitor', namespace: 'shortener' }],
+        },
+      );
+      expect(problems(clusterWide)).toMatch(/needs no cluster-wide rights[\s\S]*grants get nodes, which no call/);
+    });
+
+    it('k8s RBAC: a call without a grant fails (a verb taken away, a call the code makes that the list leaves out)', () => {
+      expect(problems(edit(local, 'Role', 'failover-monitor', (object) => (rules(object)[0].verbs = ['get', 'delete'])))).toMatch(
+        /Role does not allow patch pods, which its node control calls/,
+      );
+      expect(problems(edit(local, 'Role', 'failover-monitor', (object) => (rules(object)[0].resources = ['pods/log'])))).toMatch(
+        /grants get pods\/log[\s\S]*does not allow get pods, which its node control calls/,
+      );
+      expect(problems(local.filter((object) => object.kind !== 'RoleBinding' || object.metadata.name !== 'failover-monitor'))).toMatch(
+        /needs its ServiceAccount bound to a Role/,
+      );
+      // A call in the code that KUBERNETES_API_CALLS does not list (so the Role would not grant it either).
+      const withExec = apiCallsInSource(
+        "const a = await this.call('GET', `/api/v1/namespaces/${ns}/pods/${pod}`);\n" +
+          "await this.call('POST', `/api/v1/namespaces/${ns}/pods/${pod}/exec?command=pg_ctl`);\n" +
+          "await this.call('GET', `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`);\n" +
+          'await this.call(method, path);\n',
+      );
+      expect(withExec.calls).toEqual([
+        { group: '', resource: 'pods', verb: 'get' },
+        { group: '', resource: 'pods/exec', verb: 'create' },
+        { group: 'coordination.k8s.io', resource: 'leases', verb: 'list' },
+      ]);
+      expect(withExec.unreadable).toEqual(['this.call(method, path);']);
+      expect(monitorRbacProblems(local, 'failover-monitor', 'local', monitorApiCalls, withExec).join('\n')).toMatch(
+        /calls create pods\/exec, which KUBERNETES_API_CALLS does not list[\s\S]*calls list coordination.k8s.io\/leases[\s\S]*cannot tell which API call/,
+      );
+      // And a call listed without a grant.
+      expect(
+        monitorRbacProblems(local, 'failover-monitor', 'local', [...monitorApiCalls, { group: '', resource: 'pods/exec', verb: 'create' }]).join('\n'),
+      ).toMatch(/does not allow create pods\/exec/);
+    });
+
+    type Mount = { name: string; mountPath: string; subPath?: string };
+    type PodVolumes = { volumes?: { name: string }[]; securityContext?: Record<string, unknown> };
+    const mountsOf = (object: KubernetesObject, container = 0) => (containersOf(object)[container] as unknown as { volumeMounts: Mount[] }).volumeMounts;
+    const podOf = (object: KubernetesObject) => podTemplateOf(object)!.spec as unknown as PodVolumes;
+
+    it('k8s volumes: the PostgreSQL StatefulSets keep data on a volumeClaimTemplate at the data directory, and the pgBackRest repository on its claim', () => {
+      for (const overlay of overlays) expect(kubernetesDrift(rendered[overlay], overlay).filter((problem) => /StatefulSet\/pg-s/.test(problem))).toEqual([]);
+      expect(
+        problems(edit(local, 'StatefulSet', 'pg-s1', (object) => ((object.spec as { volumeClaimTemplates: unknown[] }).volumeClaimTemplates = []))),
+      ).toMatch(/pg-s1: mounts data, which is neither a volume nor a volumeClaimTemplate[\s\S]*pg-s1: no volumeClaimTemplate data/);
+      expect(
+        problems(
+          edit(
+            local,
+            'StatefulSet',
+            'pg-s2',
+            (object) =>
+              ((object.spec as { volumeClaimTemplates: { spec: { accessModes: string[] } }[] }).volumeClaimTemplates[0].spec.accessModes = ['ReadWriteMany']),
+          ),
+        ),
+      ).toMatch(/pg-s2: volumeClaimTemplate data must be ReadWriteOnce/);
+      expect(problems(edit(local, 'StatefulSet', 'pg-s0', (object) => (mountsOf(object).find((mount) => mount.name === 'data')!.mountPath = '/data')))).toMatch(
+        /pg-s0: volumeClaimTemplate data must be mounted at \/var\/lib\/postgresql\/data \(mounted at \/data\)/,
+      );
+      expect(
+        problems(edit(local, 'StatefulSet', 'pg-s3', (object) => (containersOf(object)[0].env!.find((entry) => entry.name === 'PGDATA')!.value = '/pgdata'))),
+      ).toMatch(/pg-s3: PGDATA=\/pgdata is not on the data claim/);
+      expect(
+        problems(
+          edit(local, 'StatefulSet', 'pg-s0', (object) =>
+            mountsOf(object).splice(
+              mountsOf(object).findIndex((mount) => mount.name === 'pgbackrest-repo'),
+              1,
+            ),
+          ),
+        ),
+      ).toMatch(/pg-s0: PGBACKREST_REPO1_PATH=\/var\/lib\/pgbackrest is not a mounted PersistentVolumeClaim/);
+      expect(problems(local.filter((object) => !(object.kind === 'PersistentVolumeClaim' && object.metadata.name === 'pgbackrest-repo')))).toMatch(
+        /the pgBackRest repository claim pgbackrest-repo does not exist/,
+      );
+      expect(
+        problems(edit(local, 'StatefulSet', 'pg-s1', (object) => (mountsOf(object).find((mount) => mount.subPath === 'backup.sh')!.mountPath = '/backup.sh'))),
+      ).toMatch(/pg-s1: \/opt\/shortener\/backup.sh must be backup.sh of the ConfigMap postgres-scripts/);
+    });
+
+    it('k8s security: /tmp is an emptyDir wherever the root file system is read-only, and every pod but the PostgreSQL nodes runs as non-root', () => {
+      for (const overlay of overlays) {
+        const found = kubernetesDrift(rendered[overlay], overlay).filter((problem) => /root|\/tmp/.test(problem));
+        expect(found).toEqual([]);
+      }
+      expect(
+        problems(
+          edit(local, 'Deployment', 'reader', (object) =>
+            mountsOf(object).splice(
+              mountsOf(object).findIndex((mount) => mount.mountPath === '/tmp'),
+              1,
+            ),
+          ),
+        ),
+      ).toMatch(/Deployment\/reader: container reader has a read-only root file system but no writable emptyDir on \/tmp/);
+      expect(problems(edit(local, 'Deployment', 'gateway', (object) => (podOf(object).volumes = [{ name: 'tmp' }])))).toMatch(
+        /Deployment\/gateway: container gateway has a read-only root file system but no writable emptyDir on \/tmp/,
+      );
+      expect(problems(edit(local, 'CronJob', 'pg-backup', (object) => delete podOf(object).volumes))).toMatch(
+        /CronJob\/pg-backup: container backup has a read-only root file system/,
+      );
+      for (const [kind, name] of [
+        ['Deployment', 'gateway'],
+        ['Deployment', 'writer'],
+        ['Deployment', 'reader'],
+        ['Deployment', 'failover-monitor'],
+        ['Job', 'migrate'],
+      ]) {
+        expect(problems(edit(local, kind, name, (object) => delete podOf(object).securityContext!.runAsNonRoot))).toMatch(
+          new RegExp(`${kind}/${name}: container \\S+ may run as root \\(runAsNonRoot is not set\\)`),
+        );
+      }
+      expect(problems(edit(local, 'Deployment', 'writer', (object) => (podOf(object).securityContext!.runAsUser = 0)))).toMatch(
+        /Deployment\/writer: container writer runs as uid 0/,
       );
     });
   });

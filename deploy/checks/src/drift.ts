@@ -14,6 +14,7 @@ import {
 } from './environment';
 import { containersOf, podTemplateOf, type Container, type KubernetesObject, type Probe } from './kustomize';
 import { databaseRolePasswordVariables, databaseRoles, type ServiceName } from '@shortener/config';
+import { databaseVolumeProblems, monitorRbacProblems, securityProblems } from './workloads';
 
 /** Values that the real deployments take from secrets or the operator's environment. */
 export const sampleVariables: Record<string, string> = {
@@ -429,32 +430,12 @@ export function kubernetesDrift(objects: KubernetesObject[], where = 'k8s'): str
   if (monitor) {
     const podSpec = podTemplateOf(monitor.object)!.spec;
     if (monitor.environment.NODE_CONTROL !== 'kubernetes') problems.push(`${where}: the failover monitor needs NODE_CONTROL=kubernetes`);
-    const account = podSpec.serviceAccountName;
-    const binding = objects.find(
-      (object) =>
-        object.kind === 'RoleBinding' &&
-        ((object.subjects as { kind: string; name: string }[]) ?? []).some((subject) => subject.kind === 'ServiceAccount' && subject.name === account),
-    );
-    const role = binding && find(objects, 'Role', (binding.roleRef as { name: string }).name);
-    if (!account || !find(objects, 'ServiceAccount', account) || !role)
-      problems.push(`${where}: the failover monitor needs its ServiceAccount bound to a Role`);
-    else {
-      const rules = (role.rules as { apiGroups: string[]; resources: string[]; verbs: string[] }[]) ?? [];
-      const allows = (group: string, resource: string, verb: string) =>
-        rules.some((rule) => rule.apiGroups.includes(group) && rule.resources.includes(resource) && rule.verbs.includes(verb));
-      for (const [group, resource, verbs] of [
-        ['', 'pods', ['get', 'list', 'watch', 'patch', 'delete']],
-        ['', 'pods/exec', ['create']],
-        ['apps', 'statefulsets', ['get', 'patch']],
-        ['', 'configmaps', ['get', 'patch']],
-        ['coordination.k8s.io', 'leases', ['get', 'patch']],
-      ] as const) {
-        for (const verb of verbs)
-          if (!allows(group, resource, verb)) problems.push(`${where}: the failover monitor's Role does not allow ${verb} on ${resource}`);
-      }
-    }
+    // Exactly the API calls of its node control (KUBERNETES_API_CALLS), no more, no fewer.
+    problems.push(...monitorRbacProblems(objects, podSpec.serviceAccountName, where));
   }
 
+  problems.push(...databaseVolumeProblems(objects, where));
+  problems.push(...securityProblems(objects, where));
   problems.push(...networkPolicyProblems(objects, where));
   const shards = kubernetesTopology(objects).shardNodes;
   problems.push(...shardNodeProblems(shards, where));

@@ -12,10 +12,10 @@ describe('LinkCache (real Redis)', () => {
     server = await startRedisServer();
     cache = new LinkCache(createRedis(server.url));
     expect(await waitUntilReady(cache.client, 5000)).toBe(true);
-  });
+  }, 30_000);
   afterAll(async () => {
-    await cache.close();
-    await server.stop();
+    await cache?.close();
+    await server?.stop();
   });
 
   it('never moves a key back to an older version', async () => {

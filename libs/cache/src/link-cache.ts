@@ -54,7 +54,47 @@ const FAIL_FAST: RedisOptions = {
   lazyConnect: false,
 };
 
-export function createRedis(target: RedisTarget, options: RedisOptions = {}): RedisClient {
+/**
+ * A cluster client that has not been ready for `stuckAfterMs` is told to reconnect. ioredis
+ * retries a cluster that refuses or fails (clusterRetryStrategy), but one of three writers
+ * in a compose run sat for five minutes in a not-ready state with no error event at all,
+ * every cache write after commit refused; a forced disconnect and connect gets it out.
+ */
+export function reconnectWhenStuck(
+  cluster: Pick<Cluster, 'status' | 'on' | 'disconnect' | 'connect'>,
+  onStuck: (status: string) => void = () => undefined,
+  { stuckAfterMs = 15_000, checkEveryMs = 5000 } = {},
+): NodeJS.Timeout {
+  let notReadySince: number | null = cluster.status === 'ready' ? null : Date.now();
+  cluster.on('ready', () => (notReadySince = null));
+  const timer = setInterval(() => {
+    const status = cluster.status;
+    if (status === 'end') {
+      // Closed on purpose (LinkCache.close): nothing to heal.
+      clearInterval(timer);
+      return;
+    }
+    if (status === 'ready') {
+      notReadySince = null;
+      return;
+    }
+    notReadySince ??= Date.now();
+    if (Date.now() - notReadySince < stuckAfterMs) return;
+    notReadySince = Date.now();
+    onStuck(status);
+    cluster.disconnect(true);
+    const restart = setTimeout(() => {
+      // disconnect(true) reconnects through the retry strategy once every node is gone; an
+      // empty connection pool never reports that, so connect is called here too.
+      if (cluster.status === 'disconnecting' || cluster.status === 'close') cluster.connect().catch(() => undefined);
+    }, 1000);
+    restart.unref();
+  }, checkEveryMs);
+  timer.unref();
+  return timer;
+}
+
+export function createRedis(target: RedisTarget, options: RedisOptions = {}, onStuck?: (status: string) => void): RedisClient {
   const url = typeof target === 'string' ? target : target.url;
   const clusterNodes = typeof target === 'string' ? undefined : target.clusterNodes;
   if (!clusterNodes || clusterNodes.length === 0) {
@@ -66,7 +106,7 @@ export function createRedis(target: RedisTarget, options: RedisOptions = {}): Re
   // ioredis's cluster client: it follows MOVED/ASK redirects, refreshes the slot table when a
   // master fails or slots move, and pipelines per node, so a Lua script or a rate-limit key
   // (each a single key) runs on whichever master owns its slot.
-  return new Cluster(clusterNodes, {
+  const cluster = new Cluster(clusterNodes, {
     enableOfflineQueue,
     enableAutoPipelining,
     scaleReads: 'master',
@@ -77,6 +117,8 @@ export function createRedis(target: RedisTarget, options: RedisOptions = {}): Re
     clusterRetryStrategy: (attempt) => Math.min(attempt * 200, 2000),
     redisOptions: { ...perNode, password },
   });
+  reconnectWhenStuck(cluster, onStuck);
+  return cluster;
 }
 
 /** Resolves once the client can take commands, or false after the timeout (Redis down). */

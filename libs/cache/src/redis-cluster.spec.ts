@@ -12,13 +12,18 @@ describe('LinkCache on a Redis Cluster', () => {
 
   beforeAll(async () => {
     cluster = await startRedisCluster(3);
-    cache = new LinkCache(createRedis(redisTargetOf({ REDIS_CLUSTER_NODES: cluster.nodes.slice(0, 1) })));
+    const client = createRedis(redisTargetOf({ REDIS_CLUSTER_NODES: cluster.nodes.slice(0, 1) }));
+    // The dead master's slots keep the client refreshing its slot map until it is closed,
+    // and a refresh may fail after the last test: heard here, not logged after the run
+    // (Jest fails a run that logs once its tests are done).
+    client.on('error', () => undefined);
+    cache = new LinkCache(client);
     expect(await waitUntilReady(cache.client, 5000)).toBe(true);
-  });
+  }, 60_000);
   afterAll(async () => {
     await cache?.close();
     await cluster?.stop();
-  });
+  }, 30_000);
 
   it('speaks the cluster protocol from one seed node', () => {
     expect(cache.client).toBeInstanceOf(Cluster);

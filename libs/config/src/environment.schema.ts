@@ -43,9 +43,10 @@ export const shardNodesSchema = z
   .array(z.object({ id: z.number().int().min(0), nodes: z.array(nodeAddress).min(1) }))
   .min(1)
   .superRefine((shards, ctx) => {
+    // Increasing, not necessarily 0..N-1: a drained shard's id is retired for good (docs/reference.md section 7).
     shards.forEach((shard, index) => {
-      if (shard.id !== index) {
-        ctx.addIssue({ code: 'custom', message: `shard ids must be 0..N-1 in order; found ${shard.id} at ${index}` });
+      if (index > 0 && shard.id <= shards[index - 1].id) {
+        ctx.addIssue({ code: 'custom', message: `shard ids must be unique and increasing; found ${shard.id} after ${shards[index - 1].id}` });
       }
     });
     const names = shards.flatMap((shard) => shard.nodes.map((node) => node.name));
@@ -100,6 +101,13 @@ const database = (role: string) => ({
   PG_USER: z.string().min(1).default(role),
   PG_PASSWORD: z.string().min(1),
   PG_DATABASE: z.string().min(1).default('shortener'),
+  /**
+   * How long a new connection may take before the node counts as unreachable. Each service
+   * has its own default (800 ms for the monitor and readers, 2 s for writers); a host that
+   * runs many containers on few cores (the compose topology on a laptop) needs more, or
+   * SCRAM handshakes that are merely slow are abandoned and retried, which slows them more.
+   */
+  PG_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).optional(),
 });
 
 const redisUrl = z.string().regex(/^rediss?:\/\/[^\s]+$/, 'expected redis://host:port');
@@ -204,6 +212,10 @@ export const monitorEnvironmentSchema = z.object({
   MONITOR_ID: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/),
   NODE_CONTROL: z.enum(['local', 'kubernetes', 'sql']).default('local'),
   STACK_DIR: z.string().min(1).optional(),
+  /** NODE_CONTROL=local: directory of the stack's cli.mjs (provision-shard, retire-shard); the launcher sets it. */
+  STACK_TOOLS_DIR: z.string().min(1).optional(),
+  /** Resharding: how long after a slot switch the old owner's copies are kept (every service follows the new epoch by then). */
+  RESHARD_EPOCH_GRACE_MS: z.coerce.number().int().min(0).max(60_000).optional(),
 });
 
 export type GatewayEnvironment = z.output<typeof gatewayEnvironmentSchema>;

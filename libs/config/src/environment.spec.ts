@@ -75,8 +75,17 @@ describe('validateEnvironment', () => {
       { id: 0, nodes: [{ name: 'a', host: 'h', port: 2 }] },
     ]);
     expect(() => validateEnvironment(writerEnvironmentSchema, { ...writerEnv, SHARD_NODES: bad })).toThrow(
-      /SHARD_NODES.*shard ids must be 0..N-1.*node names must be unique/,
+      /SHARD_NODES.*shard ids must be unique and increasing; found 0 after 1.*node names must be unique/,
     );
+  });
+
+  it('accepts the gaps that retired shard ids leave', () => {
+    const gaps = JSON.stringify([
+      { id: 0, nodes: [{ name: 's0n0', host: 'h', port: 1 }] },
+      { id: 2, nodes: [{ name: 's2n0', host: 'h', port: 2 }] },
+    ]);
+    const env = validateEnvironment(writerEnvironmentSchema, { ...writerEnv, SHARD_NODES: gaps });
+    expect(env.SHARD_NODES.map((shard) => shard.id)).toEqual([0, 2]);
   });
 
   it('rejects a non-JSON SHARD_NODES and an unknown replication mode', () => {

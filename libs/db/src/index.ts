@@ -12,3 +12,4 @@ export * from './wal-archive';
 export type { Pool, PoolClient } from 'pg';
 export * from './statement-batcher';
 export * from './write-outcome';
+export * from './slot-move.repository';

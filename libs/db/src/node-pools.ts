@@ -43,6 +43,25 @@ export class NodePools {
     for (const node of nodes) this.addresses.set(node.name, node);
   }
 
+  /**
+   * The nodes of a newer topology: a shard added by resharding brings nodes this process
+   * has never heard of; a node no longer listed (a drained shard's) loses its pool, and one
+   * whose address changed gets a new pool at the new address.
+   */
+  learn(nodes: NodeAddress[]): void {
+    const listed = new Set(nodes.map((node) => node.name));
+    for (const node of nodes) {
+      const known = this.addresses.get(node.name);
+      if (known && (known.host !== node.host || known.port !== node.port)) void this.reset(node.name);
+      this.addresses.set(node.name, node);
+    }
+    for (const name of [...this.addresses.keys()]) {
+      if (listed.has(name)) continue;
+      this.addresses.delete(name);
+      void this.reset(name);
+    }
+  }
+
   pool(name: string): Pool {
     let pool = this.pools.get(name);
     if (pool) return pool;

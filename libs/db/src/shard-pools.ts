@@ -11,6 +11,7 @@ export class ShardPools {
   private current: Topology;
   private ring: ShardRing;
   private readonly excluded = new Set<string>();
+  private readonly notStreaming = new Set<string>();
 
   constructor(
     readonly nodes: NodePools,
@@ -40,12 +41,18 @@ export class ShardPools {
       .map((shard) => shard.primary);
     this.current = next;
     this.ring = ringOf(next);
+    this.nodes.learn(next.nodes);
     for (const name of demoted) void this.nodes.reset(name);
     return demoted;
   }
 
+  /** Shards by id: after a drain the ids have gaps, so a shard is never found by its position. */
+  private members(shard: number) {
+    return this.current.shards.find((members) => members.id === shard);
+  }
+
   primaryName(shard: number): string {
-    const members = this.current.shards[shard];
+    const members = this.members(shard);
     if (!members) throw new RangeError(`no shard ${shard}`);
     return members.primary;
   }
@@ -64,9 +71,25 @@ export class ShardPools {
     return !this.excluded.has(name);
   }
 
+  /**
+   * Whether a readable replica streams from its primary now. One that does not (its primary
+   * is gone, or it was just rewound and restarted after a failover) may be far behind: it is
+   * read only when neither a streaming replica nor the primary answers.
+   */
+  setStreaming(name: string, streaming: boolean): void {
+    if (streaming) this.notStreaming.delete(name);
+    else this.notStreaming.add(name);
+  }
+
+  isStreaming(name: string): boolean {
+    return !this.notStreaming.has(name);
+  }
+
   /** Healthy replicas of the shard, in a random order: the order to try them in. */
   readCandidates(shard: number): string[] {
-    const replicas = this.current.shards[shard].replicas.filter((name) => !this.excluded.has(name));
+    const members = this.members(shard);
+    if (!members) throw new RangeError(`no shard ${shard}`);
+    const replicas = members.replicas.filter((name) => !this.excluded.has(name));
     for (let i = replicas.length - 1; i > 0; i--) {
       const j = Math.floor(Math.random() * (i + 1));
       [replicas[i], replicas[j]] = [replicas[j], replicas[i]];

@@ -39,6 +39,36 @@ it('writes one heartbeat row, a commit each time, moving the WAL forward', async
   expect(Number(moved)).toBeGreaterThan(0);
 });
 
+it('rejects, and does not end the process, when the server drops the beat mid-transaction (a primary killed under it)', async () => {
+  // A second session holds the heartbeat row, so the beat waits inside its transaction.
+  await WalArchive.beat(pool);
+  const holder = await pool.connect();
+  await holder.query('BEGIN');
+  await holder.query('UPDATE wal_heartbeat SET beat_at = now() WHERE id = 1');
+  try {
+    const beating = WalArchive.beat(pool);
+    beating.catch(() => undefined);
+    let beatPid: number | undefined;
+    for (let attempt = 0; attempt < 100 && beatPid === undefined; attempt++) {
+      // Inside the holder's transaction pg_stat_activity is a snapshot unless cleared.
+      await holder.query('SELECT pg_stat_clear_snapshot()');
+      const { rows } = await holder.query<{ pid: number }>(
+        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO wal_heartbeat%'",
+      );
+      beatPid = rows[0]?.pid;
+      if (beatPid === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(beatPid).toBeDefined();
+    await holder.query('SELECT pg_terminate_backend($1)', [beatPid]);
+    // Without a listener on the checked-out client the socket's end is an uncaught 'error'.
+    await expect(beating).rejects.toThrow(/terminat/i);
+  } finally {
+    await holder.query('ROLLBACK');
+    holder.release();
+  }
+  await WalArchive.beat(pool);
+});
+
 it('lets only the monitor write the heartbeat', async () => {
   const upsert = 'INSERT INTO wal_heartbeat (id, beat_at) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at';
   expect(await asRole('shortener_monitor', upsert)).toBe('allowed');

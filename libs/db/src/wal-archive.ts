@@ -1,4 +1,5 @@
 import type { Pool } from 'pg';
+import { inTransaction } from './node-pools';
 
 export interface ArchiverStats {
   archivedCount: number;
@@ -14,21 +15,15 @@ export const WalArchive = {
    * down must not hold the monitor's round until one comes back.
    */
   async beat(pool: Pool): Promise<void> {
-    const client = await pool.connect();
-    try {
-      await client.query('BEGIN');
+    // inTransaction listens for the client's 'error': a primary killed mid-beat resets the
+    // socket, and an unheard 'error' on a checked-out client ends the monitor's process.
+    await inTransaction(pool, async (client) => {
       await client.query("SET LOCAL synchronous_commit = 'local'");
       await client.query({
         name: 'wal-heartbeat',
         text: 'INSERT INTO wal_heartbeat (id, beat_at) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at',
       });
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
   },
 
   async stats(pool: Pool): Promise<ArchiverStats> {

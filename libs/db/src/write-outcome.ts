@@ -21,6 +21,8 @@ const NOT_APPLIED_SQLSTATES = new Set([
   '28P01', // invalid_password
   '28000', // invalid_authorization_specification
   '3D000', // invalid_catalog_name
+  'SR001', // the slot guard (migration 6): the row's slot is fenced for a switch to another shard
+  'SR002', // the slot guard: the row's slot has moved to another shard
 ]);
 
 // Failures to open a connection: no statement was sent on it.

@@ -1,12 +1,17 @@
 import { ClickRepository, type ShardPools } from '@shortener/db';
 import type { Kafka } from 'kafkajs';
 import type { Pool, PoolClient } from 'pg';
+import { slotOf } from '@shortener/shard-router';
 import { ClickCounter, type ClickMessage } from './click-counter';
 
 /** One shard: click counts and per-partition offsets, changed only when a transaction commits. */
 class InMemoryShard {
   clicks = new Map<string, number>();
   offsets = new Map<number, bigint>();
+  /** click_slot_offsets: `${partition}:${slot}` -> offset, for slots that moved here. */
+  slotOffsets = new Map<string, bigint>();
+  /** Slots the guard refuses (fenced for a switch, or moved away). */
+  refusedSlots = new Set<number>();
   failNextCommit = false;
 
   readonly pool = { connect: async () => new ShardTransaction(this) as unknown as PoolClient } as unknown as Pool;
@@ -15,6 +20,7 @@ class InMemoryShard {
 class ShardTransaction {
   clicks = new Map<string, number>();
   offsets = new Map<number, bigint>();
+  slotOffsets = new Map<string, bigint>();
 
   constructor(readonly shard: InMemoryShard) {}
 
@@ -26,6 +32,7 @@ class ShardTransaction {
     }
     for (const [code, n] of this.clicks) this.shard.clicks.set(code, (this.shard.clicks.get(code) ?? 0) + n);
     for (const [partition, offset] of this.offsets) this.shard.offsets.set(partition, offset);
+    for (const [key, offset] of this.slotOffsets) this.shard.slotOffsets.set(key, offset);
   }
 
   on = (): void => undefined;
@@ -39,14 +46,27 @@ class InMemoryClicks extends ClickRepository {
     return transaction.offsets.get(partition) ?? transaction.shard.offsets.get(partition) ?? -1n;
   }
 
+  override async appliedOffsets(client: PoolClient, partition: number, slots: number[]): Promise<Map<number, bigint>> {
+    const transaction = client as unknown as ShardTransaction;
+    const base = await this.lastAppliedOffset(client, partition);
+    return new Map(slots.map((slot) => [slot, transaction.shard.slotOffsets.get(`${partition}:${slot}`) ?? base]));
+  }
+
   override async add(client: PoolClient, codes: string[], counts: number[]): Promise<void> {
     const transaction = client as unknown as ShardTransaction;
+    const refused = codes.find((code) => transaction.shard.refusedSlots.has(slotOf(code)));
+    if (refused) throw Object.assign(new Error(`slot ${slotOf(refused)} is being switched to another shard`), { code: 'SR001' });
     codes.forEach((code, i) => transaction.clicks.set(code, (transaction.clicks.get(code) ?? 0) + counts[i]));
   }
 
-  override async apply(client: PoolClient, partition: number, lastOffset: bigint, codes: string[], counts: number[]): Promise<void> {
+  override async apply(client: PoolClient, partition: number, lastOffset: bigint, codes: string[], counts: number[], slots: number[] = []): Promise<void> {
     await this.add(client, codes, counts);
-    (client as unknown as ShardTransaction).offsets.set(partition, lastOffset);
+    const transaction = client as unknown as ShardTransaction;
+    transaction.offsets.set(partition, lastOffset);
+    for (const slot of slots) {
+      const key = `${partition}:${slot}`;
+      if (transaction.shard.slotOffsets.has(key)) transaction.slotOffsets.set(key, lastOffset);
+    }
   }
 }
 
@@ -135,5 +155,34 @@ describe('ClickCounter', () => {
 
     expect(shards[0].clicks.get('abc')).toBe(2);
     expect(shards[0].offsets.get(0)).toBe(4n);
+  });
+
+  it('keeps counts exact when a slot moves to another shard while one of its batches is refused by the fence', async () => {
+    const shards = [new InMemoryShard(), new InMemoryShard()];
+    const movedSlot = slotOf('amoved');
+    let moved = false;
+    // 'a' codes on shard 0, the others on shard 1, until slot(amoved) switches to shard 1.
+    const pools = {
+      shardOf: (code: string) => (moved && slotOf(code) === movedSlot ? 1 : code.startsWith('a') ? 0 : 1),
+      primary: (shard: number) => shards[shard].pool,
+    } as unknown as ShardPools;
+    const counter = new ClickCounter({} as Kafka, pools, new InMemoryClicks());
+
+    await counter.applyBatch(0, [click(0, 'amoved'), click(1, 'bcd')]);
+    // The batch 2..3 reaches shard 0 while the slot is fenced there: shard 1's part commits, shard 0's is refused.
+    shards[0].refusedSlots.add(movedSlot);
+    const fenced = [click(2, 'bcd'), click(3, 'amoved', 5)];
+    await expect(counter.applyBatch(0, fenced)).rejects.toMatchObject({ code: 'SR001' });
+    // The switch: the row (with its clicks) and the slot's applied offset (1, what shard 0 had applied) move to shard 1.
+    shards[1].clicks.set('amoved', shards[0].clicks.get('amoved')!);
+    shards[1].slotOffsets.set(`0:${movedSlot}`, 1n);
+    moved = true;
+
+    // Kafka delivers the refused batch again: shard 1 had applied 2..3 for its own codes, but not for the moved slot.
+    await counter.applyBatch(0, fenced);
+    await counter.applyBatch(0, fenced);
+    expect(shards[1].clicks.get('amoved')).toBe(6);
+    expect(shards[1].clicks.get('bcd')).toBe(2);
+    expect(shards[1].slotOffsets.get(`0:${movedSlot}`)).toBe(3n);
   });
 });

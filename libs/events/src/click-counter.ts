@@ -1,6 +1,7 @@
 import type { Consumer, Kafka } from 'kafkajs';
 import { clickEventSchema, Topics } from '@shortener/contracts';
 import { inTransaction, type ClickRepository, type ShardPools } from '@shortener/db';
+import { slotOf } from '@shortener/shard-router';
 import { SupervisedConsumer } from './supervised-consumer';
 
 export interface ClickMessage {
@@ -78,25 +79,26 @@ export class ClickCounter {
     }
     for (const [shard, entry] of perShard) {
       await inTransaction(this.pools.primary(shard), async (client) => {
-        const applied = await this.clicks.lastAppliedOffset(client, partition);
-        if (applied >= entry.lastOffset) return;
-        if (applied >= entry.firstOffset) {
-          // Part of this batch was applied before: count only what came after it.
+        const slots = [...new Set([...entry.codes.keys()].map(slotOf))];
+        const applied = await this.clicks.appliedOffsets(client, partition, slots);
+        if ([...applied.values()].every((offset) => offset >= entry.lastOffset)) return;
+        if ([...applied.values()].some((offset) => offset >= entry.firstOffset)) {
+          // Part of this batch was applied before (here, or on the shard a slot moved from): count only what came after it.
           entry.codes = this.recount(messages, shard, applied);
         }
-        await this.clicks.apply(client, partition, entry.lastOffset, [...entry.codes.keys()], [...entry.codes.values()]);
+        await this.clicks.apply(client, partition, entry.lastOffset, [...entry.codes.keys()], [...entry.codes.values()], slots);
         this.applied += [...entry.codes.values()].reduce((a, b) => a + b, 0);
       });
       await heartbeat();
     }
   }
 
-  private recount(messages: ClickMessage[], shard: number, after: bigint) {
+  private recount(messages: ClickMessage[], shard: number, applied: Map<number, bigint>) {
     const codes = new Map<string, number>();
     for (const message of messages) {
-      if (BigInt(message.offset) <= after) continue;
       const parsed = clickEventSchema.safeParse(safeJson(message.value?.toString()));
       if (!parsed.success || this.pools.shardOf(parsed.data.code) !== shard) continue;
+      if (BigInt(message.offset) <= (applied.get(slotOf(parsed.data.code)) ?? -1n)) continue;
       codes.set(parsed.data.code, (codes.get(parsed.data.code) ?? 0) + parsed.data.count);
     }
     return codes;

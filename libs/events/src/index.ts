@@ -6,6 +6,7 @@ export * from './event-producer';
 export * from './kafka';
 export * from './outbox-relay';
 export * from './topology-channel';
+export * from './operations-channel';
 export * from './leader-election';
 export * from './supervised-consumer';
 export type { Kafka } from 'kafkajs';

@@ -1,8 +1,9 @@
 import type { Kafka, Producer } from 'kafkajs';
 import { randomUUID } from 'node:crypto';
-import { TOPOLOGY_KEY, Topics, type LeaderClaim } from '@shortener/contracts';
+import { TOPOLOGY_KEY, Topics, type LeaderClaim, type OperationRecord } from '@shortener/contracts';
 import { isNewer, parseTopology, type Topology } from '@shortener/topology';
 import { withTimeout } from './event-producer';
+import { readToEnd } from './read-to-end';
 import { SupervisedConsumer } from './supervised-consumer';
 
 const FIRST_RECORD_TIMEOUT_MS = 15_000;
@@ -43,6 +44,8 @@ export class TopologyFollower {
       }),
       async (consumer) => {
         await consumer.subscribe({ topic: Topics.clusterTopology, fromBeginning: true });
+        // Transaction markers and aborted records show in no message, only in a batch's last offset.
+        consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => this.onOffset(Number(payload.lastOffset)));
         await consumer.run({
           autoCommit: false,
           eachMessage: async ({ message }) => {
@@ -94,9 +97,13 @@ export class TopologyFollower {
  * refuse one from an older term. `publish` never initialises anything: a monitor that is
  * not leading cannot fence the leader by publishing.
  */
+/** How long one publish may take before the publisher gives its term up (it is below the producer's transactionTimeout). */
+const TRANSACTION_TIMEOUT_MS = 8000;
+
 export class TopologyPublisher {
   private producer: Producer | null = null;
   private heldTerm: number | null = null;
+  private turns: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly kafka: Kafka,
@@ -139,16 +146,76 @@ export class TopologyPublisher {
   }
 
   async publish(topology: Topology): Promise<void> {
+    await this.inTransaction({ topology });
+  }
+
+  /** A resharding operation's record on `cluster.operations` (key: its id), fenced like the topology. */
+  async publishOperation(record: OperationRecord): Promise<void> {
+    await this.inTransaction({ operation: record });
+  }
+
+  /**
+   * A slot switch: the topology that gives the slots their new owner and the operation
+   * record that says so commit together or not at all, so a leader that dies in between
+   * leaves no topology its successor's record does not know about (nor the reverse).
+   */
+  async publishTopologyAndOperation(topology: Topology, record: OperationRecord): Promise<void> {
+    await this.inTransaction({ topology, operation: record });
+  }
+
+  /**
+   * A transactional producer runs one transaction at a time: the failover coordinator and
+   * the resharding runner publish independently, so their transactions take turns here
+   * (Kafka refuses a second one begun meanwhile, and the refusal stopped the publisher).
+   */
+  private inTransaction(records: { topology?: Topology; operation?: OperationRecord }): Promise<void> {
+    // A transaction that never answers would hold every later one (failovers too): after
+    // TRANSACTION_TIMEOUT_MS it counts as failed, and the publisher stops (a new term is needed).
+    const turn = this.turns.then(async () => {
+      let timedOut = false;
+      const transaction = this.transact(records);
+      try {
+        await withTimeout(
+          transaction.catch((error: Error) => {
+            if (timedOut) return; // the caller has already been told
+            throw error;
+          }),
+          TRANSACTION_TIMEOUT_MS,
+          'topology transaction',
+        );
+      } catch (error) {
+        timedOut = true;
+        if ((error as Error).message.includes('timed out')) await this.stop();
+        throw error;
+      }
+    });
+    this.turns = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private async transact(records: { topology?: Topology; operation?: OperationRecord }): Promise<void> {
     const producer = this.producer;
     if (!producer || this.heldTerm === null) throw new Error('topology publisher not started: only a leader that won a term publishes');
-    if (topology.term !== this.heldTerm) throw new Error(`document of term ${topology.term} offered to the publisher of term ${this.heldTerm}`);
+    const { topology, operation } = records;
+    if (topology && topology.term !== this.heldTerm) {
+      throw new Error(`document of term ${topology.term} offered to the publisher of term ${this.heldTerm}`);
+    }
     const transaction = await producer.transaction();
     try {
-      await transaction.send({
-        topic: Topics.clusterTopology,
-        acks: -1,
-        messages: [{ key: TOPOLOGY_KEY, value: JSON.stringify({ ...topology, version: 1, at: new Date().toISOString() }) }],
-      });
+      if (topology) {
+        await transaction.send({
+          topic: Topics.clusterTopology,
+          acks: -1,
+          messages: [{ key: TOPOLOGY_KEY, value: JSON.stringify({ ...topology, version: 1, at: new Date().toISOString() }) }],
+        });
+      }
+      if (operation) {
+        await transaction.send({
+          topic: Topics.clusterOperations,
+          acks: -1,
+          messages: [{ key: operation.document.id, value: JSON.stringify(operation) }],
+        });
+      }
       await transaction.commit();
     } catch (error) {
       await transaction.abort().catch(() => undefined);
@@ -168,36 +235,19 @@ export class TopologyPublisher {
 
 /** Reads the newest topology document once (for a monitor that takes the lead). */
 export async function readLatestTopology(kafka: Kafka, timeoutMs = 8000): Promise<Topology | null> {
-  const admin = kafka.admin();
-  let lastOffset: number;
-  await withTimeout(admin.connect(), timeoutMs, 'kafka admin connect');
-  try {
-    const offsets = await admin.fetchTopicOffsets(Topics.clusterTopology);
-    lastOffset = Math.max(-1, ...offsets.map((offset) => Number(offset.high) - 1));
-  } finally {
-    await admin.disconnect();
-  }
-  if (lastOffset < 0) return null;
   let latest: Topology | null = null;
-  let reached: () => void;
-  const caughtUp = new Promise<void>((resolve) => (reached = resolve));
-  const follower = new TopologyFollower(
+  await readToEnd(
     kafka,
-    'once',
-    (topology) => (latest = topology),
-    () => undefined,
-    // Topology records are written in transactions: the last offset below the high
-    // watermark is usually a commit marker, which consumers never see.
-    (offset) => offset >= lastOffset - 1 && setTimeout(reached, 300),
+    Topics.clusterTopology,
+    (onOffset) =>
+      new TopologyFollower(
+        kafka,
+        'once',
+        (topology) => (latest = topology),
+        () => undefined,
+        onOffset,
+      ),
+    timeoutMs,
   );
-  try {
-    await withTimeout(
-      follower.start().then(() => caughtUp),
-      timeoutMs,
-      'reading cluster.topology',
-    );
-    return latest;
-  } finally {
-    await follower.stop();
-  }
+  return latest;
 }

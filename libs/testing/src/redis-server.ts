@@ -30,7 +30,10 @@ export async function startRedisServer(extraArgs: string[] = []): Promise<Runnin
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('redis-server did not start')), 5000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error('redis-server did not start within 15 s'));
+    }, 15_000);
     child.once('error', reject);
     child.stdout!.on('data', (chunk: Buffer) => {
       if (chunk.toString().includes('Ready to accept connections')) {
@@ -68,35 +71,40 @@ const run = promisify(execFile);
 export async function startRedisCluster(masters = 3): Promise<RunningRedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'redis-cluster-'));
   const servers: RunningRedis[] = [];
-  for (let i = 0; i < masters; i++) {
-    servers.push(
-      await startRedisServer([
-        '--cluster-enabled',
-        'yes',
-        '--cluster-config-file',
-        join(dir, `nodes-${i}.conf`),
-        '--cluster-require-full-coverage',
-        'no',
-        '--dir',
-        dir,
-      ]),
-    );
-  }
-  const nodes = servers.map((server) => ({ host: '127.0.0.1', port: server.port }));
-  await run('redis-cli', ['--cluster', 'create', ...nodes.map(({ host, port }) => `${host}:${port}`), '--cluster-yes']);
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const states = await Promise.all(nodes.map(({ port }) => run('redis-cli', ['-p', String(port), 'cluster', 'info']).then(({ stdout }) => stdout)));
-    if (states.every((info) => info.includes('cluster_state:ok'))) break;
-    if (Date.now() > deadline) throw new Error(`the Redis Cluster did not converge: ${states.join(' | ')}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  return {
-    masters: servers,
-    nodes,
-    stop: async () => {
-      await Promise.all(servers.map((server) => server.stop()));
-      rmSync(dir, { recursive: true, force: true });
-    },
+  const stop = async () => {
+    await Promise.all(servers.map((server) => server.stop()));
+    rmSync(dir, { recursive: true, force: true });
   };
+  try {
+    for (let i = 0; i < masters; i++) {
+      servers.push(
+        await startRedisServer([
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          join(dir, `nodes-${i}.conf`),
+          '--cluster-require-full-coverage',
+          'no',
+          '--dir',
+          dir,
+        ]),
+      );
+    }
+    const nodes = servers.map((server) => ({ host: '127.0.0.1', port: server.port }));
+    await run('redis-cli', ['--cluster', 'create', ...nodes.map(({ host, port }) => `${host}:${port}`), '--cluster-yes'], { timeout: 30_000 });
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const states = await Promise.all(
+        nodes.map(({ port }) => run('redis-cli', ['-p', String(port), 'cluster', 'info'], { timeout: 5_000 }).then(({ stdout }) => stdout)),
+      );
+      if (states.every((info) => info.includes('cluster_state:ok'))) break;
+      if (Date.now() > deadline) throw new Error(`the Redis Cluster did not converge: ${states.join(' | ')}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    return { masters: servers, nodes, stop };
+  } catch (error) {
+    // A cluster that did not come up leaves no redis-server behind to hold the test run open.
+    await stop();
+    throw error;
+  }
 }

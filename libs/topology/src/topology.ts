@@ -27,7 +27,9 @@ export function initialTopology(
     epoch: 1,
     term: 0,
     replicationMode,
-    ring: { algorithm: 'crc32-slots', slots: ShardRing.initial(shards.length).slots },
+    // Slot s goes to the (s mod N)-th listed shard: ShardRing.initial for ids 0..N-1, and a
+    // ring of listed shards only when a retired id left a gap.
+    ring: { algorithm: 'crc32-slots', slots: ShardRing.initial(shards.length).slots.map((index) => shards[index].id) },
     shards: shards.map((shard) => {
       const primary = primaries.get(shard.id) ?? shard.nodes[0].name;
       return {
@@ -91,6 +93,10 @@ export function parseTopology(json: unknown): Topology {
   if (!parsed.success) throw new TypeError(`not a topology document: ${parsed.error.issues[0]?.path.join('.')} ${parsed.error.issues[0]?.message}`);
   const candidate = parsed.data;
   new ShardRing(candidate.ring.slots);
+  const shardIds = new Set(candidate.shards.map((shard) => shard.id));
+  for (const owner of new Set(candidate.ring.slots)) {
+    if (!shardIds.has(owner)) throw new TypeError(`the ring names shard ${owner}, which the document does not list`);
+  }
   const names = new Set(candidate.nodes.map((node) => node.name));
   for (const shard of candidate.shards) {
     for (const member of [shard.primary, ...shard.replicas]) {
@@ -112,4 +118,42 @@ export function isNewer(candidate: Topology, current: Topology | null): boolean 
 /** The document as the leader of `term` publishes it. */
 export function withTerm(topology: Topology, term: number): Topology {
   return topology.term === term ? topology : { ...topology, term };
+}
+
+/**
+ * Online resharding, step 1 of an add: the new shard joins with its nodes but owns no
+ * slot yet (services open pools to it; nothing is routed there until a slot switches).
+ */
+export function withAddedShard(topology: Topology, shardId: number, nodes: NodeAddress[]): Topology {
+  if (topology.shards.some((shard) => shard.id === shardId)) throw new RangeError(`shard ${shardId} is already in the topology`);
+  if (nodes.length === 0) throw new RangeError('a shard needs at least one node');
+  const taken = new Set(topology.nodes.map((node) => node.name));
+  for (const node of nodes) if (taken.has(node.name)) throw new RangeError(`node ${node.name} is already in the topology`);
+  return {
+    ...topology,
+    epoch: topology.epoch + 1,
+    shards: [...topology.shards, { id: shardId, primary: nodes[0].name, replicas: nodes.slice(1).map((node) => node.name) }],
+    nodes: [...topology.nodes, ...nodes.map(({ name, host, port }) => ({ name, host, port }))],
+  };
+}
+
+/** The switch of a slot batch: the ring with its new owners, under the next epoch. */
+export function withSlotMap(topology: Topology, slots: readonly number[]): Topology {
+  const known = new Set(topology.shards.map((shard) => shard.id));
+  for (const owner of new Set(slots)) if (!known.has(owner)) throw new RangeError(`slot owner ${owner} is not a shard of the topology`);
+  return { ...topology, epoch: topology.epoch + 1, ring: { ...topology.ring, slots: [...slots] } };
+}
+
+/** The last step of a drain (or of a failed add): a shard that owns no slot leaves with its nodes. */
+export function withoutShard(topology: Topology, shardId: number): Topology {
+  const shard = topology.shards.find((candidate) => candidate.id === shardId);
+  if (!shard) return topology;
+  if (topology.ring.slots.includes(shardId)) throw new RangeError(`shard ${shardId} still owns slots`);
+  const leaving = new Set([shard.primary, ...shard.replicas]);
+  return {
+    ...topology,
+    epoch: topology.epoch + 1,
+    shards: topology.shards.filter((candidate) => candidate.id !== shardId),
+    nodes: topology.nodes.filter((node) => !leaving.has(node.name)),
+  };
 }

@@ -49,3 +49,36 @@ export async function dockerCli(target: ComposeTarget, args: string[], timeoutMs
   const { stdout } = await run(target.docker, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 });
   return stdout;
 }
+
+/** Every container of the project (running or not): id and compose service. */
+export async function projectContainers(target: ComposeTarget): Promise<{ id: string; service: string; name: string }[]> {
+  const stdout = await dockerCli(target, [
+    'ps',
+    '-a',
+    '--filter',
+    `label=com.docker.compose.project=${target.project}`,
+    '--format',
+    '{{.ID}}\t{{.Label "com.docker.compose.service"}}\t{{.Names}}',
+  ]);
+  return stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [id, service, name] = line.split('\t');
+      return { id, service, name };
+    });
+}
+
+/**
+ * What `docker logs` holds of each container of the project (its stdout and stderr, as the
+ * logging driver kept them): under compose the services, PostgreSQL, Redis and Kafka log
+ * there, where the local stack writes files under STACK_DIR/logs.
+ */
+export async function containerLogs(target: ComposeTarget): Promise<{ name: string; text: string }[]> {
+  const logs: { name: string; text: string }[] = [];
+  for (const container of await projectContainers(target)) {
+    const { stdout, stderr } = await run(target.docker, ['logs', container.id], { timeout: 60_000, maxBuffer: 256 * 1024 * 1024 });
+    logs.push({ name: `docker logs ${container.name}`, text: stdout + stderr });
+  }
+  return logs;
+}

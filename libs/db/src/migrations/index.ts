@@ -3,6 +3,8 @@ import urlsFillfactor from './0002-urls-fillfactor.migration';
 import serviceRoles from './0003-service-roles.migration';
 import apiKeys from './0004-api-keys.migration';
 import walHeartbeat from './0005-wal-heartbeat.migration';
+import slotMoves from './0006-slot-moves.migration';
+import clickFallbackClaims from './0007-click-fallback-claims.migration';
 
 export interface Migration {
   version: number;
@@ -17,4 +19,6 @@ export const migrations: Migration[] = [
   { version: 3, name: 'service-roles', sql: serviceRoles },
   { version: 4, name: 'api-keys', sql: apiKeys },
   { version: 5, name: 'wal-heartbeat', sql: walHeartbeat },
+  { version: 6, name: 'slot-moves', sql: slotMoves },
+  { version: 7, name: 'click-fallback-claims', sql: clickFallbackClaims },
 ];
