@@ -73,14 +73,28 @@ export class LinkReader {
         break; // A miss on a healthy replica: only the primary can say more.
       }
     }
-    const fromPrimary = await this.readOn(batcher, pools.primaryName(shard), 'primary', code);
-    if (fromPrimary !== undefined) return { row: fromPrimary, authoritative: true };
+    const primary = pools.primaryName(shard);
+    const askPrimary = async (): Promise<Lookup<T> | null> => {
+      const fromPrimary = await this.readOn(batcher, primary, 'primary', code);
+      return fromPrimary === undefined ? null : { row: fromPrimary, authoritative: true };
+    };
+    // A primary that failed its last probe is asked after the other replicas: a frozen one
+    // would hold the read until the gateway's own timeout ran out.
+    const primaryFirst = pools.isResponsive(primary);
+    if (primaryFirst) {
+      const answer = await askPrimary();
+      if (answer) return answer;
+    }
     // The primary is away (failover under way): any replica may hold an acknowledged row.
     for (const replica of candidates) {
       if (tried.has(replica)) continue;
       const row = await this.readOn(batcher, replica, 'replica', code);
       if (row) return { row, authoritative: true };
       if (row === null) missed = true;
+    }
+    if (!primaryFirst) {
+      const answer = await askPrimary();
+      if (answer) return answer;
     }
     if (missed) return { row: null, authoritative: false };
     throw new DomainError('dependency-unavailable', `shard ${shard} cannot be read right now`, { retryAfterSeconds: 1 });

@@ -97,6 +97,7 @@ export class NodeHealthMonitor {
       }),
     );
     for (const shard of topology.shards) {
+      this.cluster.pools.setResponsive(shard.primary, (this.observations.get(shard.primary)?.failures ?? 0) === 0);
       const primary = this.observations.get(shard.primary)?.state;
       for (const replica of shard.replicas) {
         const seen = this.observations.get(replica);

@@ -12,6 +12,7 @@ export class ShardPools {
   private ring: ShardRing;
   private readonly excluded = new Set<string>();
   private readonly notStreaming = new Set<string>();
+  private readonly unresponsive = new Set<string>();
 
   constructor(
     readonly nodes: NodePools,
@@ -83,6 +84,20 @@ export class ShardPools {
 
   isStreaming(name: string): boolean {
     return !this.notStreaming.has(name);
+  }
+
+  /**
+   * Whether the node answered its last health probe. A primary that did not (frozen, cut
+   * off, failing over) would hold a read for the whole statement timeout, so readers ask
+   * it after the replicas that do answer, not before.
+   */
+  setResponsive(name: string, responsive: boolean): void {
+    if (responsive) this.unresponsive.delete(name);
+    else this.unresponsive.add(name);
+  }
+
+  isResponsive(name: string): boolean {
+    return !this.unresponsive.has(name);
   }
 
   /** Healthy replicas of the shard, in a random order: the order to try them in. */
