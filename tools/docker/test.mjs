@@ -143,7 +143,12 @@ export async function testDocker() {
   try {
     // The suites and fault loads send hundreds of anonymous creates a minute from one address:
     // the deployment's limit of 60 would turn them into 429s (the quota has suites of its own).
-    started = await up({ project: PROJECT, port: PORT, extraEnv: { ANONYMOUS_RATE_LIMIT_PER_MINUTE: process.env.ANONYMOUS_RATE_LIMIT_PER_MINUTE || '0' } });
+    started = await up({
+      project: PROJECT,
+      port: PORT,
+      fresh: true,
+      extraEnv: { ANONYMOUS_RATE_LIMIT_PER_MINUTE: process.env.ANONYMOUS_RATE_LIMIT_PER_MINUTE || '0' },
+    });
     say(`compose project ${PROJECT} ready at ${started.gatewayUrl} after ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     for (const [name, size] of Object.entries(await imageSizes(started.images))) say(`image ${name}: ${size}`);
     stackDir = await writeStackDir(started);

@@ -17,7 +17,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { DOCKER_DIR, compose, ensureEngine, projectContainers, say } from './engine.mjs';
+import { DOCKER_DIR, compose, docker, ensureEngine, projectContainers, say } from './engine.mjs';
+import { down } from './down.mjs';
 import { buildServiceImages, chooseBaseImages, imageSizes } from './images.mjs';
 
 const ENV_FILE = join(DOCKER_DIR, '.env');
@@ -104,8 +105,22 @@ async function waitReady(url, timeoutMs, project) {
   throw new Error(`the gateway was not ready within ${timeoutMs / 1000} s (${last})`);
 }
 
+/**
+ * A disposable project (the test suites') starts from nothing: containers and volumes an
+ * interrupted run left behind hold another run's databases, on which the migrate job fails.
+ */
+export async function removeLeftovers(project) {
+  const containers = await projectContainers(project, { all: true }).catch(() => []);
+  const { stdout: volumes } = await docker(['volume', 'ls', '-q', '--filter', `label=com.docker.compose.project=${project}`], { allowFail: true });
+  if (containers.length === 0 && !volumes.trim()) return;
+  say(
+    `project ${project} has ${containers.length} container(s) and ${volumes.trim() ? volumes.trim().split('\n').length : 0} volume(s) of an earlier run: removing them`,
+  );
+  await down({ project, volumes: true, stopEngine: false });
+}
+
 /** Everything of `docker:up`; returns what a test needs to know about the running topology. */
-export async function up({ project = process.env.DOCKER_PROJECT || 'shortener', port = process.env.DOCKER_PORT || '8080', extraEnv = {} } = {}) {
+export async function up({ project = process.env.DOCKER_PROJECT || 'shortener', port = process.env.DOCKER_PORT || '8080', extraEnv = {}, fresh = false } = {}) {
   const t0 = Date.now();
   const engine = await ensureEngine();
   const { images, offline } = await chooseBaseImages();
@@ -116,6 +131,7 @@ export async function up({ project = process.env.DOCKER_PROJECT || 'shortener', 
   const gatewayUrl = `http://127.0.0.1:${port}`;
   const publicBaseUrl = process.env.PUBLIC_BASE_URL || `http://localhost:${port}`;
   const env = { ...process.env, ...images, ...secrets, DOCKER_PORT: String(port), PUBLIC_BASE_URL: publicBaseUrl, ...extraEnv };
+  if (fresh) await removeLeftovers(project);
   say(`starting compose project ${project} (${offline ? 'offline stand-in' : 'official'} base images)`);
   const tUp = Date.now();
   // Compose gives up on a dependency whose health check failed once (a busy two-core machine

@@ -1,5 +1,5 @@
 import type { AddShardCommand, DrainShardCommand, OperationRecord } from '@shortener/contracts';
-import { latestSchemaVersion, SlotMoveRepository, type ShardPools } from '@shortener/db';
+import { latestSchemaVersion, NodeAdmin, SlotMoveRepository, type ShardPools } from '@shortener/db';
 import { counter, gauge } from '@shortener/observability';
 import {
   documentOf,
@@ -251,7 +251,9 @@ export class ReshardingRunner {
             await sleep(1000);
             continue;
           }
-          if (observation.kind === 'step-failed') await sleep(500);
+          // While the slots' writes are held (fenced, switching, or lifting the fence) a failed
+          // step is retried at once: idling there is write pause.
+          if (observation.kind === 'step-failed') await sleep(holdsWrites(transition.state) ? 50 : 500);
           else if (observation.kind === 'tick') await sleep(100);
         }
         if (this.current && this.current.state.state !== 'running') {
@@ -342,7 +344,12 @@ export class ReshardingRunner {
           await this.sql.copyFallbackClaims(source, target, step.slots);
           // Readers go to the target's replicas from the new epoch on: they must already hold every copied row.
           const lsn = await this.sql.currentLsn(target);
-          const replicas = this.deps.topology().shards.find((shard) => shard.id === step.to)?.replicas ?? [];
+          // Only standbys connected to the target now: readers take a replica whose WAL receiver
+          // does not stream as a last resort only, and one that is not connected (a killed old
+          // primary still rewinding after a failover of the target) would hold the slots' writes
+          // for the whole replay deadline on every batch.
+          const connected = new Set((await NodeAdmin.streamingStandbys(target)).map((standby) => standby.name));
+          const replicas = (this.deps.topology().shards.find((shard) => shard.id === step.to)?.replicas ?? []).filter((name) => connected.has(name));
           const replayDeadline = this.now() + 2000;
           await Promise.all(
             replicas.map(async (replica) => {
@@ -454,6 +461,10 @@ class Refusal extends Error {
   ) {
     super(message);
   }
+}
+
+function holdsWrites(state: OperationState): boolean {
+  return state.state === 'running' && (FENCE_WINDOW.has(state.phase) || state.phase === 'unfence');
 }
 
 function sleep(ms: number): Promise<void> {
