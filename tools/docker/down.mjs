@@ -5,7 +5,7 @@
 // (an engine that was already running is left running).
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { COMPOSE_FILE, compose, docker, engineAnswers, projectContainers, say, stopEngineStartedHere } from './engine.mjs';
+import { COMPOSE_FILE, compose, docker, engineAnswers, projectContainers, projectVolumes, say, stopEngineStartedHere } from './engine.mjs';
 
 export async function down({ project = process.env.DOCKER_PROJECT || 'shortener', volumes = false, stopEngine = true } = {}) {
   if (!(await engineAnswers())) {
@@ -25,8 +25,8 @@ export async function down({ project = process.env.DOCKER_PROJECT || 'shortener'
   const { stdout: networks } = await docker(['network', 'ls', '-q', '--filter', `label=com.docker.compose.project=${project}`], { allowFail: true });
   if (networks.trim()) await docker(['network', 'rm', ...networks.trim().split('\n')], { allowFail: true });
   if (volumes) {
-    const { stdout: named } = await docker(['volume', 'ls', '-q', '--filter', `label=com.docker.compose.project=${project}`], { allowFail: true });
-    if (named.trim()) await docker(['volume', 'rm', '-f', ...named.trim().split('\n')], { allowFail: true });
+    const named = await projectVolumes(project);
+    if (named.length > 0) await docker(['volume', 'rm', '-f', ...named], { allowFail: true });
   }
   say(`project ${project} is down${volumes ? ' and its volumes are gone' : ' (volumes kept)'}`);
   if (stopEngine) await stopEngineStartedHere();

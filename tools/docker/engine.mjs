@@ -195,3 +195,9 @@ export async function projectContainers(project, { all = true } = {}) {
       return { id, name, service, state };
     });
 }
+
+/** The named volumes of a compose project, by compose's label. */
+export async function projectVolumes(project) {
+  const { stdout } = await docker(['volume', 'ls', '-q', '--filter', `label=com.docker.compose.project=${project}`], { allowFail: true });
+  return stdout.split('\n').filter(Boolean);
+}

@@ -17,7 +17,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { DOCKER_DIR, compose, docker, ensureEngine, projectContainers, say } from './engine.mjs';
+import { DOCKER_DIR, compose, ensureEngine, projectContainers, projectVolumes, say } from './engine.mjs';
 import { down } from './down.mjs';
 import { buildServiceImages, chooseBaseImages, imageSizes } from './images.mjs';
 
@@ -109,13 +109,11 @@ async function waitReady(url, timeoutMs, project) {
  * A disposable project (the test suites') starts from nothing: containers and volumes an
  * interrupted run left behind hold another run's databases, on which the migrate job fails.
  */
-export async function removeLeftovers(project) {
+async function removeLeftovers(project) {
   const containers = await projectContainers(project, { all: true }).catch(() => []);
-  const { stdout: volumes } = await docker(['volume', 'ls', '-q', '--filter', `label=com.docker.compose.project=${project}`], { allowFail: true });
-  if (containers.length === 0 && !volumes.trim()) return;
-  say(
-    `project ${project} has ${containers.length} container(s) and ${volumes.trim() ? volumes.trim().split('\n').length : 0} volume(s) of an earlier run: removing them`,
-  );
+  const volumes = await projectVolumes(project);
+  if (containers.length === 0 && volumes.length === 0) return;
+  say(`project ${project} has ${containers.length} container(s) and ${volumes.length} volume(s) of an earlier run: removing them`);
   await down({ project, volumes: true, stopEngine: false });
 }
 

@@ -61,6 +61,18 @@ class Load {
     await Promise.all(this.loops);
   }
 
+  /** What the load did, for the measurements printed after the suite. */
+  counts() {
+    return {
+      acknowledged: this.acknowledged.length,
+      createFailures: this.createFailures.length,
+      updates: this.updates,
+      updateFailures: this.updateFailures.length,
+      redirects: this.redirects,
+      redirectFailures: this.redirectFailures.length,
+    };
+  }
+
   private async createLoop(): Promise<void> {
     for (let i = 0; this.running; i++) {
       const alias = i % 2 ? uniqueAlias('rs') : undefined;
@@ -213,12 +225,7 @@ describe('online resharding under load', () => {
       movedSlots,
       rowsCopied: done.rows.copied,
       rowsPerSecond: Math.round((done.rows.copied / tookMs) * 1000),
-      acknowledged: load.acknowledged.length,
-      createFailures: load.createFailures.length,
-      updates: load.updates,
-      updateFailures: load.updateFailures.length,
-      redirects: load.redirects,
-      redirectFailures: load.redirectFailures.length,
+      ...load.counts(),
     };
     expect(done).toMatchObject({ state: 'done', type: 'add-shard' });
     expect(done.slots.moved).toBe(done.slots.total);
@@ -260,11 +267,7 @@ describe('online resharding under load', () => {
       shard: added,
       killedMonitor: killed,
       operation: done,
-      acknowledged: load.acknowledged.length,
-      createFailures: load.createFailures.length,
-      updateFailures: load.updateFailures.length,
-      redirects: load.redirects,
-      redirectFailures: load.redirectFailures.length,
+      ...load.counts(),
     };
     expect(killed).not.toBeNull();
     expect(done).toMatchObject({ state: 'done', type: 'drain-shard' });
@@ -334,11 +337,7 @@ describe('online resharding under load', () => {
       shard,
       killed,
       operation: done,
-      acknowledged: load.acknowledged.length,
-      createFailures: load.createFailures.length,
-      updateFailures: load.updateFailures.length,
-      redirects: load.redirects,
-      redirectFailures: load.redirectFailures.length,
+      ...load.counts(),
     };
     expect(killed).not.toBeNull();
     expect(done).toMatchObject({ state: 'done', type: 'add-shard' });
