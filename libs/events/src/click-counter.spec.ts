@@ -185,4 +185,40 @@ describe('ClickCounter', () => {
     expect(shards[1].clicks.get('bcd')).toBe(2);
     expect(shards[1].slotOffsets.get(`0:${movedSlot}`)).toBe(3n);
   });
+
+  it("counts a moved code once when the switch is published while a batch is being applied, between two shards' parts", async () => {
+    const shards = [new InMemoryShard(), new InMemoryShard()];
+    const movedSlot = slotOf('amoved');
+    let moved = false;
+    const pools = {
+      shardOf: (code: string) => (moved && slotOf(code) === movedSlot ? 1 : code.startsWith('a') ? 0 : 1),
+      primary: (shard: number) => shards[shard].pool,
+    } as unknown as ShardPools;
+    const counter = new ClickCounter({} as Kafka, pools, new InMemoryClicks());
+    // Shard 0 has applied up to offset 1; shard 1 up to 3 (an earlier delivery cut the batch elsewhere).
+    shards[0].offsets.set(0, 1n);
+    shards[1].offsets.set(0, 3n);
+    shards[1].clicks.set('bcd', 1);
+    // Shard 0's part commits (the slot was still capturing there), then the switch moves the
+    // row with its clicks and the slot's applied offset to shard 1 before shard 1's part runs.
+    const commit = shards[0].pool.connect;
+    (shards[0].pool as unknown as { connect: () => Promise<PoolClient> }).connect = async () => {
+      const client = await commit();
+      const query = client.query.bind(client) as (text: string) => Promise<void>;
+      return Object.assign(client, {
+        query: async (text: string) => {
+          await query(text);
+          if (text !== 'COMMIT') return;
+          shards[1].clicks.set('amoved', shards[0].clicks.get('amoved')!);
+          shards[1].slotOffsets.set(`0:${movedSlot}`, shards[0].offsets.get(0)!);
+          moved = true;
+        },
+      }) as unknown as PoolClient;
+    };
+
+    await counter.applyBatch(0, [click(2, 'amoved', 5), click(3, 'bcd'), click(4, 'bcd')]);
+    expect(moved).toBe(true);
+    expect(shards[1].clicks.get('amoved')).toBe(5);
+    expect(shards[1].clicks.get('bcd')).toBe(2);
+  });
 });

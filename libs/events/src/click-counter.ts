@@ -84,7 +84,7 @@ export class ClickCounter {
         if ([...applied.values()].every((offset) => offset >= entry.lastOffset)) return;
         if ([...applied.values()].some((offset) => offset >= entry.firstOffset)) {
           // Part of this batch was applied before (here, or on the shard a slot moved from): count only what came after it.
-          entry.codes = this.recount(messages, shard, applied);
+          entry.codes = this.recount(messages, new Set(entry.codes.keys()), applied);
         }
         await this.clicks.apply(client, partition, entry.lastOffset, [...entry.codes.keys()], [...entry.codes.values()], slots);
         this.applied += [...entry.codes.values()].reduce((a, b) => a + b, 0);
@@ -93,11 +93,16 @@ export class ClickCounter {
     }
   }
 
-  private recount(messages: ClickMessage[], shard: number, applied: Map<number, bigint>) {
+  /**
+   * The part's own codes only, as routed when the batch was split: asking the topology again
+   * here would, after a switch published meanwhile, take in a moved slot's codes that another
+   * shard's part has already counted (and whose applied offset `applied` does not hold).
+   */
+  private recount(messages: ClickMessage[], partCodes: ReadonlySet<string>, applied: Map<number, bigint>) {
     const codes = new Map<string, number>();
     for (const message of messages) {
       const parsed = clickEventSchema.safeParse(safeJson(message.value?.toString()));
-      if (!parsed.success || this.pools.shardOf(parsed.data.code) !== shard) continue;
+      if (!parsed.success || !partCodes.has(parsed.data.code)) continue;
       if (BigInt(message.offset) <= (applied.get(slotOf(parsed.data.code)) ?? -1n)) continue;
       codes.set(parsed.data.code, (codes.get(parsed.data.code) ?? 0) + parsed.data.count);
     }
