@@ -187,14 +187,23 @@ export async function launch(env = process.env) {
       log('info', 'STACK_SKIP_SERVICES is set: infrastructure only', {}, { important: true });
     } else {
       startServices(state, config, inventory, serviceEnvs);
-      const readyUrl = `http://127.0.0.1:${config.port}/health/ready`;
+      // Ready means served: the gateway alone is ready once Redis answers, but a link not in
+      // the cache (every link, on a stack restored from backups) needs a reader, a create the writer.
+      const readyUrls = [
+        ['gateway', config.port],
+        ['writer', inventory.services.writer.httpPort],
+        ...inventory.services.readers.map((reader) => [reader.name, reader.httpPort]),
+      ].map(([name, port]) => [name, `http://127.0.0.1:${port}/health/ready`]);
       await waitFor(
-        `gateway ${readyUrl}`,
+        `${readyUrls.map(([name]) => name).join(', ')} ready`,
         async () => {
           check();
-          const response = await fetch(readyUrl, { signal: AbortSignal.timeout(2000) });
-          await response.arrayBuffer();
-          return response.status === 200;
+          for (const [, url] of readyUrls) {
+            const response = await fetch(url, { signal: AbortSignal.timeout(2000) });
+            await response.arrayBuffer();
+            if (response.status !== 200) return false;
+          }
+          return true;
         },
         { timeoutMs: Number(env.STACK_READY_TIMEOUT_MS || 300_000), intervalMs: 500 },
       );

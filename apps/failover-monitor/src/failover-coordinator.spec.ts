@@ -9,10 +9,23 @@ interface FakeNode {
   held?: Promise<void>;
 }
 
-/** Pools whose "nodes" answer the monitor's probe from `nodes`; the topology is what `follow` last set. */
-function fakePools(nodes: Map<string, FakeNode>, first: Topology) {
+/**
+ * Pools whose "nodes" answer the monitor's probe from `nodes`; the topology is what `follow` last
+ * set. A CHECKPOINT (on a client of its own, as NodeAdmin.checkpoint takes one) is logged in `calls`.
+ */
+function fakePools(nodes: Map<string, FakeNode>, first: Topology, calls: string[]) {
   let followed = first;
+  const clientOf = (name: string) => ({
+    on: () => undefined,
+    off: () => undefined,
+    release: () => undefined,
+    query: async (query: string | { text: string }) => {
+      if ((typeof query === 'string' ? query : query.text) === 'CHECKPOINT') calls.push(`checkpoint ${name}`);
+      return { rows: [] };
+    },
+  });
   const poolOf = (name: string) => ({
+    connect: async () => clientOf(name),
     query: async (query: string | { name?: string }) => {
       const node = nodes.get(name)!;
       if (typeof query === 'object' && query.name === 'node-probe') {
@@ -74,8 +87,8 @@ describe('FailoverCoordinator health rounds', () => {
       ['c', { inRecovery: true }],
     ]);
     const first = initialTopology(shardNodes, 'quorum');
-    const { pools, follow } = fakePools(nodes, first);
     const { control, calls } = fakeControl();
+    const { pools, follow } = fakePools(nodes, first, calls);
     const coordinator = new FailoverCoordinator({
       pools,
       control,
@@ -108,11 +121,12 @@ describe('FailoverCoordinator health rounds', () => {
     expect(calls).toEqual([]);
   });
 
-  it('still fences and rejoins a replica that accepts writes under the topology it probed', async () => {
+  it('still fences and rejoins a replica that accepts writes under the topology it probed, after a checkpoint on the primary', async () => {
     const { nodes, coordinator, calls } = setUp();
     nodes.get('c')!.inRecovery = false;
     await coordinator.checkOnce();
     await new Promise((resolve) => setTimeout(resolve, 20));
-    expect(calls).toEqual(['rejoin c to a']);
+    // pg_rewind (inside rejoin) reads the primary's timeline from its control file: checkpoint first.
+    expect(calls).toEqual(['checkpoint a', 'rejoin c to a']);
   });
 });

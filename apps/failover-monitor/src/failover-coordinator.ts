@@ -383,6 +383,9 @@ export class FailoverCoordinator {
     this.busyNodes.add(node);
     try {
       const address = nodeAddress(this.topology, primary);
+      await NodeAdmin.checkpoint(this.deps.pools.pool(primary)).catch((error: Error) =>
+        this.deps.log('warn', 'checkpoint before rewind failed; rewinding anyway', { node, primary, err: error.message }),
+      );
       await this.deps.control.rejoin(node, address);
       await this.deps.pools.nodes.reset(node);
       // pg_rewind can report "no rewind required" for a node whose crash recovery wrote

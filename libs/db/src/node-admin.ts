@@ -28,6 +28,25 @@ export const NodeAdmin = {
     }
   },
 
+  /**
+   * A checkpoint on a just-promoted primary, before pg_rewind reads it: PostgreSQL 15's
+   * pg_rewind takes the source's timeline from its control file, which shows the new timeline
+   * only after the end-of-recovery checkpoint. Without it pg_rewind reports "same timeline, no
+   * rewind required" for the old primary, which then never streams and is copied anew.
+   */
+  async checkpoint(pool: Pool, timeoutSeconds = 10): Promise<void> {
+    const client = await pool.connect();
+    const onError = () => undefined;
+    client.on('error', onError);
+    try {
+      await client.query("SELECT set_config('statement_timeout', $1, false)", [`${timeoutSeconds * 1000}`]);
+      await client.query({ text: 'CHECKPOINT', query_timeout: (timeoutSeconds + 1) * 1000 } as never);
+    } finally {
+      client.off('error', onError);
+      client.release(true);
+    }
+  },
+
   async setSynchronousStandbyNames(pool: Pool, value: string): Promise<void> {
     // ALTER SYSTEM takes no parameters: format() quotes the value as a literal.
     const { rows } = await pool.query<{ sql: string }>("SELECT format('ALTER SYSTEM SET synchronous_standby_names = %L', $1::text) AS sql", [value]);

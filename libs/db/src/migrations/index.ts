@@ -5,6 +5,7 @@ import apiKeys from './0004-api-keys.migration';
 import walHeartbeat from './0005-wal-heartbeat.migration';
 import slotMoves from './0006-slot-moves.migration';
 import clickFallbackClaims from './0007-click-fallback-claims.migration';
+import monitorCheckpoint from './0008-monitor-checkpoint.migration';
 
 export interface Migration {
   version: number;
@@ -21,4 +22,5 @@ export const migrations: Migration[] = [
   { version: 5, name: 'wal-heartbeat', sql: walHeartbeat },
   { version: 6, name: 'slot-moves', sql: slotMoves },
   { version: 7, name: 'click-fallback-claims', sql: clickFallbackClaims },
+  { version: 8, name: 'monitor-checkpoint', sql: monitorCheckpoint },
 ];
