@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { ROLE_LABEL } from '@shortener/contracts';
 import type { NodeAddress } from '@shortener/topology';
 import type { NodeControl } from './node-control';
 
@@ -15,20 +16,6 @@ export interface KubernetesApi {
   /** Between two reads of a pod being fenced. */
   pollMs?: number;
 }
-
-/** The label the `pg-s<n>-primary` Services select (k8s/base/postgres.yaml). */
-export const ROLE_LABEL = 'shortener.io/role';
-
-/**
- * Every Kubernetes API request this node control makes (the `call`s below), as RBAC names
- * them. k8s/base/rbac.yaml grants the monitor exactly these, and deploy/checks fails when a
- * grant is not listed here, a listed call is not granted, or a call below is not listed.
- */
-export const KUBERNETES_API_CALLS: readonly { group: string; resource: string; verb: string; usedBy: string }[] = [
-  { group: '', resource: 'pods', verb: 'get', usedBy: 'fence (until the pod is gone), isRunning' },
-  { group: '', resource: 'pods', verb: 'patch', usedBy: `markRoles (the ${ROLE_LABEL} label)` },
-  { group: '', resource: 'pods', verb: 'delete', usedBy: 'fence, rejoin, start, stop' },
-];
 
 export const IN_CLUSTER_API: KubernetesApi = {
   url: 'https://kubernetes.default.svc',

@@ -4,7 +4,7 @@
 // The list sits beside the code that makes the calls (an app module: deploy/checks reads it,
 // as it reads docker/ and k8s/, and imports nothing else of the app).
 // eslint-disable-next-line @nx/enforce-module-boundaries
-import { KUBERNETES_API_CALLS } from '../../../apps/failover-monitor/src/kubernetes-node-control';
+import { KUBERNETES_API_CALLS } from '@shortener/contracts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from './files';

@@ -3,3 +3,4 @@ export * from './events';
 export * from './rpc';
 export * from './topics';
 export * from './topology';
+export * from './kubernetes';
