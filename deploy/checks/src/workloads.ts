@@ -1,9 +1,8 @@
 // What the Kubernetes manifests hold beyond the environment (drift.ts): the failover
 // monitor's RBAC against the API calls its node control makes, the PostgreSQL StatefulSets'
 // volumes, and the pods' security contexts.
-// The list sits beside the code that makes the calls (an app module: deploy/checks reads it,
-// as it reads docker/ and k8s/, and imports nothing else of the app).
-// eslint-disable-next-line @nx/enforce-module-boundaries
+// The list of calls is a contract (libs/contracts) shared with the node control that makes them;
+// the node control's source is read as a file, as docker/ and k8s/ are.
 import { KUBERNETES_API_CALLS } from '@shortener/contracts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
