@@ -1,8 +1,7 @@
 import type { Kafka } from 'kafkajs';
-import { randomUUID } from 'node:crypto';
 import { operationRecordSchema, Topics, type OperationRecord } from '@shortener/contracts';
 import { readToEnd } from './read-to-end';
-import { SupervisedConsumer } from './supervised-consumer';
+import { followTopicFromBeginning, type SupervisedConsumer } from './supervised-consumer';
 
 const startedAtOf = (record: OperationRecord): number => Date.parse(record.document.startedAt) || 0;
 const newestFirst = (a: OperationRecord, b: OperationRecord): number => startedAtOf(b) - startedAtOf(a);
@@ -30,30 +29,11 @@ export class OperationsFollower {
   ) {}
 
   async start(): Promise<void> {
-    this.supervisor ??= new SupervisedConsumer(
+    this.supervisor ??= followTopicFromBeginning(
       this.kafka,
-      () => ({
-        // Made anew at each restart, so that a restarted follower reads from the beginning again.
-        groupId: `operations-${this.service}-${randomUUID()}`,
-        sessionTimeout: 10_000,
-        heartbeatInterval: 1000,
-        maxWaitTimeInMs: 3000,
-        retry: { retries: 5, initialRetryTime: 300, maxRetryTime: 3000 },
-      }),
-      async (consumer) => {
-        await consumer.subscribe({ topic: Topics.clusterOperations, fromBeginning: true });
-        // Records are written in transactions: a topic may end in commit or abort markers, or in
-        // the records of a transaction a dead leader never finished, which no message shows;
-        // a batch's last offset counts them, so a reader to the end knows when it got there.
-        consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => this.onOffset(Number(payload.lastOffset)));
-        await consumer.run({
-          autoCommit: false,
-          eachMessage: async ({ message }) => {
-            this.apply(message.key?.toString() ?? null, message.value, Number(message.offset));
-            this.onOffset(Number(message.offset));
-          },
-        });
-      },
+      { topic: Topics.clusterOperations, groupPrefix: `operations-${this.service}` },
+      (message) => this.apply(message.key?.toString() ?? null, message.value, Number(message.offset)),
+      this.onOffset,
       this.onError,
     );
     await this.supervisor.run();

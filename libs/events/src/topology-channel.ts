@@ -1,10 +1,9 @@
 import type { Kafka, Producer } from 'kafkajs';
-import { randomUUID } from 'node:crypto';
 import { TOPOLOGY_KEY, Topics, type LeaderClaim, type OperationRecord } from '@shortener/contracts';
 import { isNewer, parseTopology, type Topology } from '@shortener/topology';
 import { withTimeout } from './event-producer';
 import { readToEnd } from './read-to-end';
-import { SupervisedConsumer } from './supervised-consumer';
+import { followTopicFromBeginning, type SupervisedConsumer } from './supervised-consumer';
 
 const FIRST_RECORD_TIMEOUT_MS = 15_000;
 
@@ -31,38 +30,22 @@ export class TopologyFollower {
   }
 
   async start(): Promise<void> {
-    this.supervisor ??= new SupervisedConsumer(
+    this.supervisor ??= followTopicFromBeginning(
       this.kafka,
-      () => ({
-        // A group of its own (every instance must see every record), made anew at each
-        // restart so that a restarted follower reads the topic from its beginning again.
-        groupId: `topology-${this.service}-${randomUUID()}`,
-        sessionTimeout: 10_000,
-        heartbeatInterval: 1000,
-        maxWaitTimeInMs: 3000,
-        retry: { retries: 5, initialRetryTime: 300, maxRetryTime: 3000 },
-      }),
-      async (consumer) => {
-        await consumer.subscribe({ topic: Topics.clusterTopology, fromBeginning: true });
-        // Transaction markers and aborted records show in no message, only in a batch's last offset.
-        consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => this.onOffset(Number(payload.lastOffset)));
-        await consumer.run({
-          autoCommit: false,
-          eachMessage: async ({ message }) => {
-            if (!message.value) return this.onOffset(Number(message.offset));
-            try {
-              const topology = parseTopology(JSON.parse(message.value.toString()));
-              if (isNewer(topology, this.latest)) {
-                this.latest = topology;
-                this.onTopology(topology);
-              }
-            } catch (error) {
-              this.onError(error as Error);
-            }
-            this.onOffset(Number(message.offset));
-          },
-        });
+      { topic: Topics.clusterTopology, groupPrefix: `topology-${this.service}` },
+      (message) => {
+        if (!message.value) return;
+        try {
+          const topology = parseTopology(JSON.parse(message.value.toString()));
+          if (isNewer(topology, this.latest)) {
+            this.latest = topology;
+            this.onTopology(topology);
+          }
+        } catch (error) {
+          this.onError(error as Error);
+        }
       },
+      this.onOffset,
       this.onError,
     );
     await this.supervisor.run();
