@@ -83,6 +83,22 @@ function click(offset: number, code: string, count = 1): ClickMessage {
   return { offset: String(offset), value: Buffer.from(JSON.stringify({ type: 'url.clicked', version: 1, code, count, at: '2030-01-01T00:00:00Z' })) };
 }
 
+/**
+ * Two in-memory shards: 'a' codes on shard 0, the others on shard 1, until `move()` switches
+ * slot(amoved) to shard 1 (the topology the counter asks changes under it, as at a switch).
+ */
+function twoShardsWithAMovingSlot() {
+  const shards = [new InMemoryShard(), new InMemoryShard()];
+  const movedSlot = slotOf('amoved');
+  let moved = false;
+  const pools = {
+    shardOf: (code: string) => (moved && slotOf(code) === movedSlot ? 1 : code.startsWith('a') ? 0 : 1),
+    primary: (shard: number) => shards[shard].pool,
+  } as unknown as ShardPools;
+  const counter = new ClickCounter({} as Kafka, pools, new InMemoryClicks());
+  return { shards, movedSlot, counter, move: () => void (moved = true), isMoved: () => moved };
+}
+
 describe('ClickCounter', () => {
   it('adds the clicks of a batch to the shard that owns each code, summed per code', async () => {
     const shards = [new InMemoryShard(), new InMemoryShard()];
@@ -158,15 +174,7 @@ describe('ClickCounter', () => {
   });
 
   it('keeps counts exact when a slot moves to another shard while one of its batches is refused by the fence', async () => {
-    const shards = [new InMemoryShard(), new InMemoryShard()];
-    const movedSlot = slotOf('amoved');
-    let moved = false;
-    // 'a' codes on shard 0, the others on shard 1, until slot(amoved) switches to shard 1.
-    const pools = {
-      shardOf: (code: string) => (moved && slotOf(code) === movedSlot ? 1 : code.startsWith('a') ? 0 : 1),
-      primary: (shard: number) => shards[shard].pool,
-    } as unknown as ShardPools;
-    const counter = new ClickCounter({} as Kafka, pools, new InMemoryClicks());
+    const { shards, movedSlot, counter, move } = twoShardsWithAMovingSlot();
 
     await counter.applyBatch(0, [click(0, 'amoved'), click(1, 'bcd')]);
     // The batch 2..3 reaches shard 0 while the slot is fenced there: shard 1's part commits, shard 0's is refused.
@@ -176,7 +184,7 @@ describe('ClickCounter', () => {
     // The switch: the row (with its clicks) and the slot's applied offset (1, what shard 0 had applied) move to shard 1.
     shards[1].clicks.set('amoved', shards[0].clicks.get('amoved')!);
     shards[1].slotOffsets.set(`0:${movedSlot}`, 1n);
-    moved = true;
+    move();
 
     // Kafka delivers the refused batch again: shard 1 had applied 2..3 for its own codes, but not for the moved slot.
     await counter.applyBatch(0, fenced);
@@ -187,14 +195,7 @@ describe('ClickCounter', () => {
   });
 
   it("counts a moved code once when the switch is published while a batch is being applied, between two shards' parts", async () => {
-    const shards = [new InMemoryShard(), new InMemoryShard()];
-    const movedSlot = slotOf('amoved');
-    let moved = false;
-    const pools = {
-      shardOf: (code: string) => (moved && slotOf(code) === movedSlot ? 1 : code.startsWith('a') ? 0 : 1),
-      primary: (shard: number) => shards[shard].pool,
-    } as unknown as ShardPools;
-    const counter = new ClickCounter({} as Kafka, pools, new InMemoryClicks());
+    const { shards, movedSlot, counter, move, isMoved } = twoShardsWithAMovingSlot();
     // Shard 0 has applied up to offset 1; shard 1 up to 3 (an earlier delivery cut the batch elsewhere).
     shards[0].offsets.set(0, 1n);
     shards[1].offsets.set(0, 3n);
@@ -211,13 +212,13 @@ describe('ClickCounter', () => {
           if (text !== 'COMMIT') return;
           shards[1].clicks.set('amoved', shards[0].clicks.get('amoved')!);
           shards[1].slotOffsets.set(`0:${movedSlot}`, shards[0].offsets.get(0)!);
-          moved = true;
+          move();
         },
       }) as unknown as PoolClient;
     };
 
     await counter.applyBatch(0, [click(2, 'amoved', 5), click(3, 'bcd'), click(4, 'bcd')]);
-    expect(moved).toBe(true);
+    expect(isMoved()).toBe(true);
     expect(shards[1].clicks.get('amoved')).toBe(5);
     expect(shards[1].clicks.get('bcd')).toBe(2);
   });

@@ -1,6 +1,7 @@
 import { Topics, type OperationRecord } from '@shortener/contracts';
 import { initialTopology, type Topology } from '@shortener/topology';
 import type { Kafka } from 'kafkajs';
+import { FakeTopicConsumer, kafkaOf } from './fake-topic-consumer.spec-helper';
 import { OperationsFollower, readAllOperations } from './operations-channel';
 import { TopologyPublisher } from './topology-channel';
 
@@ -24,28 +25,8 @@ const operation = (id: string, startedAt: string, extra: Partial<OperationRecord
   at: startedAt,
 });
 
-class TopicConsumer {
-  readonly events = { CRASH: 'crash' };
-  eachMessage: ((args: { message: { offset: string; key: Buffer | null; value: Buffer | null } }) => Promise<void>) | null = null;
-  subscription: { topic: string; fromBeginning: boolean } | null = null;
-  on = (): void => undefined;
-  connect = async (): Promise<void> => undefined;
-  disconnect = async (): Promise<void> => undefined;
-  async subscribe(subscription: { topic: string; fromBeginning: boolean }): Promise<void> {
-    this.subscription = subscription;
-  }
-  async run({ eachMessage }: { eachMessage: TopicConsumer['eachMessage'] }): Promise<void> {
-    this.eachMessage = eachMessage;
-  }
-  async deliver(offset: number, key: string | null, value: unknown): Promise<void> {
-    const buffer = value === null ? null : Buffer.from(typeof value === 'string' ? value : JSON.stringify(value));
-    await this.eachMessage?.({ message: { offset: String(offset), key: key === null ? null : Buffer.from(key), value: buffer } });
-  }
-}
-
-function followerOn(consumer: TopicConsumer) {
-  const groups: string[] = [];
-  const kafka = { consumer: (config: { groupId: string }) => (groups.push(config.groupId), consumer) } as unknown as Kafka;
+function followerOn(consumer: FakeTopicConsumer) {
+  const { kafka, groups } = kafkaOf(consumer);
   const changes = { count: 0 };
   const errors: string[] = [];
   const follower = new OperationsFollower(
@@ -59,7 +40,7 @@ function followerOn(consumer: TopicConsumer) {
 
 describe('OperationsFollower', () => {
   it('reads cluster.operations from its beginning in a group of its own and keeps the newest record of each id', async () => {
-    const consumer = new TopicConsumer();
+    const consumer = new FakeTopicConsumer();
     const { follower, groups, changes, errors } = followerOn(consumer);
     await follower.start();
     expect(consumer.subscription).toEqual({ topic: Topics.clusterOperations, fromBeginning: true });
@@ -85,7 +66,7 @@ describe('OperationsFollower', () => {
   });
 
   it('never steps back when a restarted consumer reads the topic again, and forgets an id at its tombstone', async () => {
-    const consumer = new TopicConsumer();
+    const consumer = new FakeTopicConsumer();
     const { follower, changes } = followerOn(consumer);
     await follower.start();
     await consumer.deliver(0, 'a', operation('a', '2030-01-01T00:00:00.000Z'));
@@ -104,7 +85,7 @@ describe('OperationsFollower', () => {
   });
 
   it('waitFor answers at once for a known id, when the record arrives, or null at the deadline', async () => {
-    const consumer = new TopicConsumer();
+    const consumer = new FakeTopicConsumer();
     const { follower } = followerOn(consumer);
     await follower.start();
     await consumer.deliver(0, 'a', operation('a', '2030-01-01T00:00:00.000Z'));
@@ -125,7 +106,7 @@ describe('OperationsFollower', () => {
 
 describe('readAllOperations', () => {
   function kafkaWith(high: string, records: { offset: number; key: string; value: OperationRecord }[]) {
-    const consumer = new TopicConsumer();
+    const consumer = new FakeTopicConsumer();
     const kafka = {
       admin: () => ({
         connect: async () => undefined,

@@ -1,6 +1,7 @@
 import { Topics } from '@shortener/contracts';
 import { initialTopology, type Topology } from '@shortener/topology';
 import type { Kafka } from 'kafkajs';
+import { FakeTopicConsumer, kafkaOf } from './fake-topic-consumer.spec-helper';
 import { TopologyFollower, TopologyPublisher } from './topology-channel';
 
 const shards = [0, 1].map((id) => ({
@@ -10,30 +11,10 @@ const shards = [0, 1].map((id) => ({
 const first: Topology = { ...initialTopology(shards, 'quorum'), term: 3 };
 const at = (epoch: number, term = first.term): Topology => ({ ...first, epoch, term });
 
-class TopicConsumer {
-  readonly events = { CRASH: 'crash' };
-  eachMessage: ((args: { message: { offset: string; value: Buffer | null } }) => Promise<void>) | null = null;
-  subscription: { topic: string; fromBeginning: boolean } | null = null;
-  on = (): void => undefined;
-  connect = async (): Promise<void> => undefined;
-  disconnect = async (): Promise<void> => undefined;
-  async subscribe(subscription: { topic: string; fromBeginning: boolean }): Promise<void> {
-    this.subscription = subscription;
-  }
-  async run({ eachMessage }: { eachMessage: TopicConsumer['eachMessage'] }): Promise<void> {
-    this.eachMessage = eachMessage;
-  }
-  async deliver(offset: number, value: unknown): Promise<void> {
-    const buffer = value === null ? null : Buffer.from(typeof value === 'string' ? value : JSON.stringify(value));
-    await this.eachMessage?.({ message: { offset: String(offset), value: buffer } });
-  }
-}
-
 describe('TopologyFollower', () => {
   it('reads the topic from its beginning and hands on each document that moves the epoch forward, in a group of its own', async () => {
-    const consumer = new TopicConsumer();
-    const groups: string[] = [];
-    const kafka = { consumer: (config: { groupId: string }) => (groups.push(config.groupId), consumer) } as unknown as Kafka;
+    const consumer = new FakeTopicConsumer();
+    const { kafka, groups } = kafkaOf(consumer);
     const seen: number[] = [];
     const errors: string[] = [];
     const offsets: number[] = [];
@@ -47,14 +28,14 @@ describe('TopologyFollower', () => {
     await follower.start();
     expect(consumer.subscription).toEqual({ topic: Topics.clusterTopology, fromBeginning: true });
 
-    await consumer.deliver(0, at(1));
-    await consumer.deliver(1, at(3));
-    await consumer.deliver(2, at(2)); // late, older epoch
-    await consumer.deliver(3, { ...at(9), term: 1 }); // a deposed leader's document
-    await consumer.deliver(4, 'not json');
-    await consumer.deliver(5, { ...at(10), ring: { slots: [] } });
-    await consumer.deliver(6, null); // a compaction tombstone
-    await consumer.deliver(7, at(4));
+    await consumer.deliver(0, null, at(1));
+    await consumer.deliver(1, null, at(3));
+    await consumer.deliver(2, null, at(2)); // late, older epoch
+    await consumer.deliver(3, null, { ...at(9), term: 1 }); // a deposed leader's document
+    await consumer.deliver(4, null, 'not json');
+    await consumer.deliver(5, null, { ...at(10), ring: { slots: [] } });
+    await consumer.deliver(6, null, null); // a compaction tombstone
+    await consumer.deliver(7, null, at(4));
     await follower.stop();
 
     expect(seen).toEqual([1, 3, 4]);
