@@ -126,8 +126,34 @@ export async function restorePointCommand(inventory, stackDir, argv) {
   known.push({ name, time, lsn: Object.fromEntries(lsns) });
   writeFileSync(backupPaths(stackDir).restorePoints, `${JSON.stringify(known, null, 2)}\n`);
   say(`restore point "${name}" at ${time} on ${lsns.map(([stanza, lsn]) => `${stanza} ${lsn}`).join(', ')}`);
+  // Usable only once archived: a primary that dies before it archives the segment takes the
+  // point with it (its promoted replica archives only its own timeline and the partial
+  // last segment of the old one). So the command answers once every shard archived it.
+  const t0 = Date.now();
+  const late = await Promise.all(
+    primaries.map(async ({ shard, node }, index) => {
+      const lsn = lsns[index][1];
+      for (const deadline = Date.now() + RESTORE_POINT_ARCHIVE_TIMEOUT_MS; Date.now() < deadline; await sleep(200)) {
+        const [row] = await cluster
+          .query(node, "SELECT coalesce(last_archived_wal, '') >= pg_walfile_name($1::pg_lsn) AS archived FROM pg_stat_archiver", [lsn])
+          .catch(() => [{ archived: false }]);
+        if (row.archived) return null;
+      }
+      return stanzaOf(shard.id);
+    }),
+  );
+  const notArchived = late.filter(Boolean);
+  if (notArchived.length > 0) {
+    say(
+      `restore point "${name}": the WAL holding it is not archived yet on ${notArchived.join(', ')} after ${RESTORE_POINT_ARCHIVE_TIMEOUT_MS / 1000} s; it cannot be restored to until it is (check archiving: pgbackrest check)`,
+    );
+    return 1;
+  }
+  say(`restore point "${name}" archived on every shard in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   return 0;
 }
+
+const RESTORE_POINT_ARCHIVE_TIMEOUT_MS = 60_000;
 
 /** Keys a restore must not carry over into the restored node's postgresql.auto.conf. */
 const RECOVERY_KEYS = [

@@ -267,6 +267,8 @@ describe('backups and point-in-time recovery (docs/reference.md section 11)', ()
     sets.C = await createSet('C');
     const point = stackCli(['restore-point', restorePoint]);
     expect(point).toMatchObject({ status: 0, out: expect.stringMatching(new RegExp(`restore point "${restorePoint}" at .* shard-0 [0-9A-F]+/[0-9A-F]+`)) });
+    // It answers once archived: the kill below must not take the segment holding it along.
+    expect(point.out).toMatch(new RegExp(`restore point "${restorePoint}" archived on every shard in [0-9.]+ s`));
     expect(stackCli(['restore-point', restorePoint])).toMatchObject({ status: 2, out: expect.stringMatching(/exists already/) });
 
     const before = await currentPrimary(stack, 0);
