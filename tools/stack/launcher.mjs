@@ -198,10 +198,11 @@ export async function launch(env = process.env) {
         `${readyUrls.map(([name]) => name).join(', ')} ready`,
         async () => {
           check();
-          for (const [, url] of readyUrls) {
+          for (const [name, url] of readyUrls) {
             const response = await fetch(url, { signal: AbortSignal.timeout(2000) });
-            await response.arrayBuffer();
-            if (response.status !== 200) return false;
+            const body = await response.text();
+            // thrown, not returned: waitFor's timeout message names the last service not ready and why
+            if (response.status !== 200) throw new Error(`${name} answered ${response.status}: ${body.slice(0, 300)}`);
           }
           return true;
         },

@@ -101,8 +101,8 @@ function restore(to: string, name: string, { withoutPorts = false } = {}): Resto
   return { stackDir, out: result.out, ms: Date.now() - t0, baseUrl: `http://127.0.0.1:${RESTORED_PORTS.PORT}`, output: [] };
 }
 
-/** The last lines of a restored stack's launcher output and service logs: its directory is removed at stop. */
-function logTails(restored: Restored, files = ['launcher', 'gateway', 'reader-0', 'reader-1', 'writer', 'monitor-0', 'kafka']): string {
+/** The last lines of a restored stack's launcher output (its launcher.log holds the same) and service logs: its directory is removed at stop. */
+function logTails(restored: Restored, files = ['gateway', 'reader-0', 'reader-1', 'writer', 'monitor-0', 'kafka']): string {
   const parts = [`--- launcher output ---\n${restored.output.slice(-40).join('\n')}`];
   for (const name of files) {
     const file = join(restored.stackDir, 'logs', `${name}.log`);

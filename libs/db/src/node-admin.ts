@@ -1,5 +1,23 @@
-import type { Pool } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import { parseLsn } from './node-probe';
+
+/**
+ * One statement that may run longer than the monitor's pools allow (they cut statements short
+ * for health checks), on a client of its own that is discarded afterwards, so that neither its
+ * statement_timeout nor a connection broken mid-call goes back to the pool.
+ */
+async function withLongStatement<T>(pool: Pool, timeoutSeconds: number, statement: (client: PoolClient, timeoutMs: number) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  const onError = () => undefined; // the server may go away mid-call; the query rejects anyway
+  client.on('error', onError);
+  try {
+    await client.query("SELECT set_config('statement_timeout', $1, false)", [`${timeoutSeconds * 1000}`]);
+    return await statement(client, timeoutSeconds * 1000);
+  } finally {
+    client.off('error', onError);
+    client.release(true);
+  }
+}
 
 /**
  * The SQL a failover monitor needs on a node. Settings go through ALTER SYSTEM and a
@@ -9,23 +27,10 @@ import { parseLsn } from './node-probe';
 export const NodeAdmin = {
   /** Promotes a standby and waits (up to waitSeconds) until it accepts writes. */
   async promote(pool: Pool, waitSeconds = 10): Promise<boolean> {
-    // The monitor's pools cut statements short (health checks); promotion may take longer.
-    const client = await pool.connect();
-    const onError = () => undefined; // the server may go away mid-call; the query rejects anyway
-    client.on('error', onError);
-    try {
-      await client.query("SELECT set_config('statement_timeout', $1, false)", [`${(waitSeconds + 5) * 1000}`]);
-      const { rows } = await client.query<{ promoted: boolean }>({
-        text: 'SELECT pg_promote(true, $1) AS promoted',
-        values: [waitSeconds],
-        query_timeout: (waitSeconds + 5) * 1000,
-      } as never);
-      await client.query('RESET statement_timeout');
-      return rows[0].promoted;
-    } finally {
-      client.off('error', onError);
-      client.release(true);
-    }
+    const { rows } = await withLongStatement(pool, waitSeconds + 5, (client, timeoutMs) =>
+      client.query<{ promoted: boolean }>({ text: 'SELECT pg_promote(true, $1) AS promoted', values: [waitSeconds], query_timeout: timeoutMs } as never),
+    );
+    return rows[0].promoted;
   },
 
   /**
@@ -35,16 +40,7 @@ export const NodeAdmin = {
    * rewind required" for the old primary, which then never streams and is copied anew.
    */
   async checkpoint(pool: Pool, timeoutSeconds = 10): Promise<void> {
-    const client = await pool.connect();
-    const onError = () => undefined;
-    client.on('error', onError);
-    try {
-      await client.query("SELECT set_config('statement_timeout', $1, false)", [`${timeoutSeconds * 1000}`]);
-      await client.query({ text: 'CHECKPOINT', query_timeout: (timeoutSeconds + 1) * 1000 } as never);
-    } finally {
-      client.off('error', onError);
-      client.release(true);
-    }
+    await withLongStatement(pool, timeoutSeconds, (client, timeoutMs) => client.query({ text: 'CHECKPOINT', query_timeout: timeoutMs } as never));
   },
 
   async setSynchronousStandbyNames(pool: Pool, value: string): Promise<void> {
